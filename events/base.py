@@ -1,0 +1,156 @@
+"""The base of every event and command in carbonx's logs, and the type registry.
+
+Every fact (and every command on the intake log) is a frozen dataclass registered under a
+stable name and a schema version. The name, not the Python class path, is what is stored,
+so classes can move between modules without rewriting history; the version tells the codec
+which upcasters an old payload needs before it can become today's class.
+
+This module imports nothing of carbonx's own and no infrastructure: it is vocabulary only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar, dataclass_transform
+
+__all__ = [
+    "Event",
+    "EventType",
+    "UnknownEventType",
+    "UpcastError",
+    "event_type",
+    "lookup",
+    "registered_types",
+    "upcast",
+    "upcaster",
+]
+
+
+class Event:
+    """Base class of all events: immutable, slotted, compared by value.
+
+    `type_name` and `version` are filled in by :func:`event_type`; subclasses never set
+    them by hand, so a class cannot be stored under a name that was not registered.
+    """
+
+    __slots__ = ()
+    type_name: ClassVar[str]
+    version: ClassVar[int]
+
+
+E = TypeVar("E", bound=type[Event])
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class UnknownEventType(LookupError):
+    """A stored payload names an event type this program does not know."""
+
+
+class UpcastError(LookupError):
+    """A stored payload is of a version that no chain of upcasters leads from."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EventType:
+    """What the codec needs to know about one registered event class."""
+
+    name: str
+    version: int
+    cls: type[Event]
+    # Field names whose annotation is a tuple: JSON brings them back as lists, and a
+    # frozen event must hold tuples to stay hashable and comparable with the original.
+    tuple_fields: frozenset[str]
+
+
+# Names go into canonical bytes verbatim, so they are restricted to what needs no escaping.
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.]{0,63}$")
+_types: dict[str, EventType] = {}
+_upcasters: dict[tuple[str, int], Upcaster] = {}
+
+
+def _is_tuple_annotation(hint: object) -> bool:
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_tuple_annotation(arg) for arg in typing.get_args(hint))
+    return hint is tuple
+
+
+@dataclass_transform(frozen_default=True, kw_only_default=True)
+def event_type(name: str, version: int = 1) -> Callable[[E], E]:
+    """Make a class a registered, frozen, slotted, keyword-only event dataclass.
+
+    Registering twice under one name is refused: two classes claiming one stored name
+    would make old payloads ambiguous.
+    """
+    if not _NAME.match(name):
+        raise ValueError(f"event name {name!r} must match {_NAME.pattern}")
+    if version < 1:
+        raise ValueError(f"event {name!r}: version must be >= 1, got {version}")
+
+    def decorate(cls: E) -> E:
+        if name in _types:
+            raise ValueError(f"event type {name!r} is already registered")
+        dc: Any = dataclasses.dataclass(frozen=True, slots=True, kw_only=True)(cls)
+        dc.type_name = name
+        dc.version = version
+        hints = typing.get_type_hints(dc)
+        tuple_fields = frozenset(
+            f.name for f in dataclasses.fields(dc) if _is_tuple_annotation(hints[f.name])
+        )
+        _types[name] = EventType(name, version, dc, tuple_fields)
+        return typing.cast(E, dc)
+
+    return decorate
+
+
+def upcaster(name: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
+    """Register the function that turns a `name` payload of `from_version` into the next.
+
+    Upcasters form a chain v1 → v2 → … → current; each sees and returns the `data`
+    mapping only, so it stays a small pure function that is easy to test.
+    """
+
+    def decorate(fn: Upcaster) -> Upcaster:
+        key = (name, from_version)
+        if key in _upcasters:
+            raise ValueError(f"upcaster for {name!r} v{from_version} is already registered")
+        _upcasters[key] = fn
+        return fn
+
+    return decorate
+
+
+def lookup(name: str) -> EventType:
+    """The registered type stored under `name`."""
+    try:
+        return _types[name]
+    except KeyError:
+        raise UnknownEventType(f"unknown event type {name!r}") from None
+
+
+def upcast(name: str, version: int, data: dict[str, Any]) -> dict[str, Any]:
+    """Bring a stored `data` mapping from `version` up to the registered current version."""
+    current = lookup(name).version
+    if version > current:
+        raise UpcastError(
+            f"{name!r} v{version} is newer than this program's v{current}: upgrade carbonx"
+        )
+    while version < current:
+        try:
+            step = _upcasters[(name, version)]
+        except KeyError:
+            raise UpcastError(f"no upcaster for {name!r} from v{version}") from None
+        data = step(data)
+        version += 1
+    return data
+
+
+def registered_types() -> dict[str, EventType]:
+    """A copy of the registry, for documentation and schema checks."""
+    return dict(_types)

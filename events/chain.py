@@ -1,0 +1,125 @@
+"""The hash chain that makes the journal tamper-evident.
+
+Each entry's hash is ``sha256(previous hash ‖ canonical bytes)``, where the canonical
+bytes include the entry's own position (see :mod:`events.codec`). Changing, deleting,
+inserting or reordering any entry therefore changes every hash after it, and a verifier
+that walks the log from the start names the first position where the stored hash and
+the recomputed one part.
+
+Stored form: the hash travels inside the stored payload so the library's table schema
+is untouched. The payload is the canonical JSON object with one more member appended,
+``…,"hash":"<64 hex>"}``; it stays valid JSON for a SQL or BI reader, and the canonical
+bytes are recovered by cutting that fixed-length suffix off again, with no parsing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+__all__ = [
+    "GENESIS",
+    "ChainReport",
+    "ChainWalker",
+    "link",
+    "seal",
+    "unseal",
+]
+
+#: The "previous hash" of the first entry.
+GENESIS = "0" * 64
+
+_PREFIX = b',"hash":"'
+_SUFFIX_LEN = len(_PREFIX) + 64 + 2  # ,"hash":"<64 hex>"}
+
+
+def link(previous: str, body: bytes) -> str:
+    """The hash of an entry with canonical `body` that follows an entry hashed `previous`."""
+    return hashlib.sha256(previous.encode() + body).hexdigest()
+
+
+def seal(body: bytes, digest: str) -> bytes:
+    """The stored payload: canonical `body` with its hash as a trailing member."""
+    return b'%s%s%s"}' % (body[:-1], _PREFIX, digest.encode())
+
+
+def unseal(payload: bytes) -> tuple[bytes, str]:
+    """Split a stored payload back into (canonical body, hash)."""
+    if len(payload) <= _SUFFIX_LEN or payload[-_SUFFIX_LEN:-66] != _PREFIX:
+        raise ValueError("payload carries no hash seal")
+    return payload[:-_SUFFIX_LEN] + b"}", payload[-66:-2].decode()
+
+
+@dataclass(frozen=True, slots=True)
+class ChainReport:
+    """What a walk over the chain found."""
+
+    ok: bool
+    events: int
+    head_position: int
+    head_hash: str
+    broken_at: int | None = None
+    reason: str | None = None
+
+
+class ChainWalker:
+    """Walks stored (position, payload) pairs in order and checks every link.
+
+    Incremental, so a verifier can feed it page by page from the database (and show
+    progress) without holding the log in memory. After the first break it stops
+    checking: everything after a break is unverifiable by construction.
+    """
+
+    __slots__ = ("_expected", "_hash", "broken_at", "events", "reason")
+
+    def __init__(self, after_position: int = 0, after_hash: str = GENESIS) -> None:
+        self._expected = after_position + 1
+        self._hash = after_hash
+        self.events = 0
+        self.broken_at: int | None = None
+        self.reason: str | None = None
+
+    def feed(self, entries: Iterable[tuple[int, bytes]]) -> bool:
+        """Check more entries; False once the chain is known to be broken."""
+        if self.broken_at is not None:
+            return False
+        sha256 = hashlib.sha256
+        expected = self._expected
+        previous = self._hash
+        for position, payload in entries:
+            if position != expected:
+                return self._break(
+                    expected,
+                    f"position {expected} is missing (next stored position is {position})",
+                )
+            try:
+                body, stored = unseal(payload)
+            except ValueError as error:
+                return self._break(position, str(error))
+            digest = sha256(previous.encode() + body).hexdigest()
+            if digest != stored:
+                return self._break(position, f"hash mismatch: stored {stored}, recomputed {digest}")
+            previous = digest
+            expected += 1
+            self.events += 1
+            # Kept current as we go so a break reports the last good head.
+            self._expected = expected
+            self._hash = previous
+        return True
+
+    def _break(self, position: int, reason: str) -> bool:
+        self.broken_at = position
+        self.reason = reason
+        return False
+
+    def report(self) -> ChainReport:
+        """The verdict so far."""
+        return ChainReport(
+            ok=self.broken_at is None,
+            events=self.events,
+            head_position=self._expected - 1,
+            head_hash=self._hash,
+            broken_at=self.broken_at,
+            reason=self.reason,
+        )

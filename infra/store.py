@@ -1,0 +1,287 @@
+"""The event store: the one API the rest of carbonx uses to reach its logs.
+
+A store holds named logs (``intake`` for commands, ``journal`` for results, more as the
+product grows), each append-only, gap-free and hash-chained, plus tracking positions
+written atomically with appends. The backend is chosen by URL:
+
+* ``sqlite:///./data/carbonx.db`` (the default; nothing to install), ``sqlite:///:memory:``;
+* ``postgresql://user:password@host:port/dbname`` (psycopg 3 with a connection pool).
+
+Tables are created on first open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import psycopg
+from eventsourcing.persistence import Tracking
+from eventsourcing.postgres import PostgresDatastore
+from eventsourcing.sqlite import SQLiteDatastore
+
+from events.chain import ChainReport, ChainWalker
+from events.codec import Decoded, Pending, decode
+from infra.notify import Notifier, PostgresListener
+from infra.recorders import Appended, LogRecorder, PostgresLogRecorder, Row, SQLiteLogRecorder
+
+__all__ = ["DEFAULT_URL", "Log", "Store", "Tracking", "open_store"]
+
+DEFAULT_URL = "sqlite:///./data/carbonx.db"
+LOG_NAMES = ("intake", "journal")
+
+
+class Log:
+    """One append-only, gap-free, hash-chained log."""
+
+    def __init__(self, recorder: LogRecorder, notifier: Notifier) -> None:
+        self._recorder = recorder
+        self._notifier = notifier
+        self.name = recorder.log_name
+
+    def append(
+        self, pending: Iterable[Pending], tracking: Tracking | None = None
+    ) -> Appended | None:
+        """Append every entry of `pending`, and `tracking`, in ONE transaction.
+
+        All or nothing: if `pending` raises while it is being consumed, or the tracking
+        position does not move forward (:class:`infra.recorders.TrackingConflict`),
+        nothing is written. Returns None when `pending` was empty.
+        """
+        appended = self._recorder.append(pending, tracking)
+        if appended is not None:
+            self._notifier.poke()
+        return appended
+
+    def read(self, after: int = 0, limit: int = 10_000, upto: int | None = None) -> list[Row]:
+        """Stored entries after position `after` (up to `upto`), in order."""
+        return self._recorder.read(after, limit, upto)
+
+    def events(
+        self, after: int = 0, upto: int | None = None, batch: int = 10_000
+    ) -> Iterator[Decoded]:
+        """Every entry after `after` (up to `upto`), decoded, in order."""
+        for rows in self.pages(after, upto, batch):
+            for row in rows:
+                yield decode(row.body)
+
+    def pages(
+        self, after: int = 0, upto: int | None = None, batch: int = 10_000
+    ) -> Iterator[list[Row]]:
+        """The stored entries after `after` (up to `upto`), a page at a time."""
+        while True:
+            rows = self.read(after, batch, upto)
+            if not rows:
+                return
+            yield rows
+            after = rows[-1].position
+
+    def head(self) -> tuple[int, str]:
+        """(last position, its hash); (0, GENESIS) when empty."""
+        return self._recorder.head()
+
+    @property
+    def position(self) -> int:
+        return self.head()[0]
+
+    def tracking(self, reader: str) -> int:
+        """The position that `reader` recorded together with its appends to this log."""
+        return self._recorder.tracking(reader)
+
+    def wait(self, position: int, timeout: float) -> bool:
+        """Block until the log reaches `position` (True) or `timeout` seconds pass (False)."""
+        deadline = time.monotonic() + timeout
+        seen = self._notifier.generation
+        while self.head()[0] < position:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            seen = self._notifier.wait(seen, remaining)
+        return True
+
+    def follow(
+        self,
+        after: int = 0,
+        batch: int = 10_000,
+        stop: threading.Event | None = None,
+        idle: float = 1.0,
+    ) -> Iterator[list[Row]]:
+        """Pages of new entries as they are appended, forever (or until `stop` is set).
+
+        Waits without spinning: a poke from an in-process writer or a NOTIFY from
+        PostgreSQL wakes it at once; `idle` bounds the wait, for writers in other
+        processes on SQLite.
+        """
+        while stop is None or not stop.is_set():
+            seen = self._notifier.generation
+            rows = self.read(after, batch)
+            if rows:
+                after = rows[-1].position
+                yield rows
+                continue
+            self._notifier.wait(seen, idle)
+
+    def verify(self, batch: int = 50_000, progress: Any = None) -> ChainReport:
+        """Walk the whole chain; the report names the first broken position if any."""
+        walker = ChainWalker()
+        for rows in self.pages(0, None, batch):
+            if not walker.feed((row.position, row.payload) for row in rows):
+                break
+            if progress is not None:
+                progress(len(rows))
+        return walker.report()
+
+
+class Store:
+    """The named logs of one database, and the resources they share."""
+
+    def __init__(
+        self, url: str, recorders: dict[str, LogRecorder], notifier: Notifier, closers: list[Any]
+    ) -> None:
+        self.url = url
+        self.backend = urlsplit(url).scheme.split("+")[0]
+        self._notifier = notifier
+        self._closers = closers
+        self.logs = {name: Log(rec, notifier) for name, rec in recorders.items()}
+
+    @property
+    def intake(self) -> Log:
+        return self.logs["intake"]
+
+    @property
+    def journal(self) -> Log:
+        return self.logs["journal"]
+
+    def log(self, name: str) -> Log:
+        return self.logs[name]
+
+    def ping(self) -> bool:
+        """True when the database answers (for /readyz)."""
+        try:
+            self.journal.head()
+        except Exception:
+            return False
+        return True
+
+    def close(self) -> None:
+        self._notifier.close()
+        for closer in reversed(self._closers):
+            closer()
+        self._closers.clear()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _int(query: dict[str, list[str]], key: str, default: int) -> int:
+    values = query.get(key)
+    return int(values[0]) if values else default
+
+
+def open_store(url: str | None = None, log_names: Iterable[str] = LOG_NAMES) -> Store:
+    """Open (creating tables on first use) the store at `url` (default: env, then SQLite)."""
+    url = url or os.environ.get("CARBONX_DATABASE_URL") or DEFAULT_URL
+    parts = urlsplit(url)
+    scheme = parts.scheme.split("+")[0]
+    query = parse_qs(parts.query)
+    names = tuple(log_names)
+    if scheme == "sqlite":
+        return _open_sqlite(url, parts.path, query, names)
+    if scheme in ("postgresql", "postgres"):
+        return _open_postgres(url, parts, query, names)
+    raise ValueError(
+        f"unsupported database URL scheme {parts.scheme!r}: use sqlite:/// or postgresql://"
+    )
+
+
+def _open_sqlite(url: str, path: str, query: dict[str, list[str]], names: tuple[str, ...]) -> Store:
+    # sqlite:///relative/path, sqlite:////absolute/path, sqlite:///:memory:
+    db_path = path[1:] if path.startswith("/") else path
+    if db_path in ("", ":memory:"):
+        db_name = f"file:carbonx-{id(query)}-{time.monotonic_ns()}?mode=memory&cache=shared"
+    else:
+        Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+        db_name = db_path
+    datastore = SQLiteDatastore(
+        db_name,
+        lock_timeout=_int(query, "lock_timeout", 30),
+        pool_size=_int(query, "pool_size", 5),
+        max_overflow=_int(query, "max_overflow", 10),
+        originator_id_type="text",
+    )
+    recorders: dict[str, LogRecorder] = {}
+    # Two processes opening a fresh file at once would race in the library's table
+    # creation (both insert its tracking-table migration marker): take turns.
+    with _file_lock(None if db_name.startswith("file:") else f"{db_name}.schema-lock"):
+        for name in names:
+            recorder = SQLiteLogRecorder(
+                datastore, log_name=name, events_table_name=f"{name}_events"
+            )
+            recorder.create_table()
+            recorders[name] = recorder
+    return Store(url, recorders, Notifier(poll=0.02), [datastore.close])
+
+
+def _conninfo(datastore: PostgresDatastore) -> dict[str, Any]:
+    """Connection parameters of the datastore's pool, for connections of our own."""
+    kwargs: Any = datastore.pool.kwargs
+    return {k: kwargs[k] for k in ("dbname", "host", "port", "user", "password")}
+
+
+@contextlib.contextmanager
+def _file_lock(path: str | None) -> Iterator[None]:
+    if path is None:
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _open_postgres(
+    url: str, parts: Any, query: dict[str, list[str]], names: tuple[str, ...]
+) -> Store:
+    dbname = unquote(parts.path.lstrip("/")) or "postgres"
+    datastore = PostgresDatastore(
+        dbname=dbname,
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 5432,
+        user=unquote(parts.username or os.environ.get("PGUSER", "postgres")),
+        password=unquote(parts.password or os.environ.get("PGPASSWORD", "")),
+        pool_size=_int(query, "pool_size", 4),
+        max_overflow=_int(query, "max_overflow", 8),
+        connect_timeout=_int(query, "connect_timeout", 10),
+        lock_timeout=_int(query, "lock_timeout", 30),
+        originator_id_type="text",
+    )
+    recorders: dict[str, LogRecorder] = {}
+    channels = []
+    # CREATE TABLE IF NOT EXISTS races when two processes start on a fresh database
+    # (both see no table, one fails on the catalog's unique index): a session advisory
+    # lock, held on a connection of its own, lets one create while the other waits.
+    conninfo = _conninfo(datastore)
+    with psycopg.connect(**conninfo, autocommit=True) as lock_conn:
+        lock_conn.execute("SELECT pg_advisory_lock(hashtext('carbonx.schema'))")
+        for name in names:
+            recorder = PostgresLogRecorder(
+                datastore, log_name=name, events_table_name=f"{name}_events"
+            )
+            recorder.create_table()
+            recorders[name] = recorder
+            channels.append(recorder.channel_name)
+    notifier = Notifier(poll=1.0)
+    listener = PostgresListener(conninfo, channels, notifier)
+    return Store(url, recorders, notifier, [listener.close, datastore.close])

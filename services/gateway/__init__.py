@@ -1,0 +1,1 @@
+"""The HTTP gateway (FastAPI): the public face of carbonx (see shared API.md)."""

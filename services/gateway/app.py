@@ -1,0 +1,52 @@
+"""The FastAPI application.
+
+The app is built around an already opened store, so the same code serves the
+all-in-one process (`carbonx serve`), tests (which hand it a store on a throwaway
+database) and, later, the scaled-out gateway.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+from infra.store import Store
+from services.gateway.responses import OrjsonResponse
+
+__all__ = ["create_app"]
+
+
+def create_app(store: Store) -> FastAPI:
+    app = FastAPI(
+        title="carbonx",
+        version="0.1.0",
+        summary="Carbon-credit registry, exchange and settlement",
+        default_response_class=OrjsonResponse,
+    )
+    app.state.store = store
+
+    @app.get("/healthz", tags=["operations"])
+    def healthz() -> dict[str, str]:
+        """The process is alive (no dependency is checked)."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"])
+    def readyz() -> OrjsonResponse:
+        """Ready to serve: every dependency answers. 503 names the ones that do not."""
+        checks: dict[str, Any] = {}
+        try:
+            intake, _ = store.intake.head()
+            journal, _ = store.journal.head()
+            checks["store"] = {
+                "ok": True,
+                "backend": store.backend,
+                "intake_position": intake,
+                "journal_position": journal,
+            }
+        except Exception as error:  # any failure to reach the store means "not ready"
+            checks["store"] = {"ok": False, "error": str(error)}
+        ready = all(check["ok"] for check in checks.values())
+        return OrjsonResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+    return app

@@ -1,0 +1,188 @@
+"""The event store, on SQLite and on PostgreSQL alike (every test runs on both)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from events import ChainWalker, decode, frame
+from events.accounts import CashDeposited
+from events.codec import Pending
+from infra.recorders import TrackingConflict
+from infra.store import Store, Tracking, open_store
+
+
+def _pending(n: int, start: int = 0, tag: str = "E") -> list[Pending]:
+    return [
+        frame(CashDeposited(enterprise_id=f"{tag}{i % 200}", amount=i), 1_700_000_000_000_000 + i)
+        for i in range(start, start + n)
+    ]
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    with open_store(store_url) as opened:
+        yield opened
+
+
+def test_100k_events_in_batches_read_back_identical_and_in_order(store: Store) -> None:
+    pending = _pending(100_000)
+    for start in range(0, 100_000, 5_000):
+        appended = store.journal.append(pending[start : start + 5_000])
+        assert appended is not None
+        assert (appended.first, appended.last) == (start + 1, start + 5_000)
+
+    read = [row for page in store.journal.pages(batch=7_777) for row in page]
+    assert [row.position for row in read] == list(range(1, 100_001))
+    assert [row.body for row in read] == [p.body(i + 1) for i, p in enumerate(pending)]
+    assert decode(read[12_345].body).event == CashDeposited(enterprise_id="E145", amount=12_345)
+    assert store.journal.verify().ok
+
+
+def test_a_failure_inside_the_transaction_writes_nothing(store: Store) -> None:
+    store.journal.append(_pending(10), Tracking("engine", 10))
+    before = store.journal.head()
+
+    def exploding() -> Iterator[Pending]:
+        yield from _pending(500, start=10)
+        raise RuntimeError("boom in the middle of the batch")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        store.journal.append(exploding(), Tracking("engine", 20))
+    assert store.journal.head() == before
+    assert store.journal.tracking("engine") == 10
+    assert len(store.journal.read(0, 1000)) == 10
+
+
+def test_tracking_that_does_not_advance_refuses_the_whole_batch(store: Store) -> None:
+    store.journal.append(_pending(5), Tracking("engine", 7))
+    with pytest.raises(TrackingConflict):
+        store.journal.append(_pending(5, start=5), Tracking("engine", 7))
+    assert store.journal.head()[0] == 5
+    assert store.journal.tracking("engine") == 7
+    # A new position goes through, and continues the chain without a gap.
+    appended = store.journal.append(_pending(5, start=5), Tracking("engine", 8))
+    assert appended is not None and (appended.first, appended.last) == (6, 10)
+    assert store.journal.tracking("engine") == 8
+    assert store.journal.tracking("projector") == 0
+
+
+def test_two_writers_never_interleave_inside_a_batch_and_leave_no_gaps(store_url: str) -> None:
+    batches, size = 30, 200
+    errors: list[BaseException] = []
+
+    def writer(tag: str) -> None:
+        try:
+            with open_store(store_url) as own:
+                for b in range(batches):
+                    own.journal.append(_pending(size, start=b * size, tag=f"{tag}{b}-"))
+        except BaseException as error:  # surfaced below
+            errors.append(error)
+
+    threads = [threading.Thread(target=writer, args=(tag,)) for tag in ("A", "B")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+
+    with open_store(store_url) as check:
+        rows = [row for page in check.journal.pages() for row in page]
+        assert [row.position for row in rows] == list(range(1, 2 * batches * size + 1))
+        # Each aligned run of `size` entries belongs to exactly one writer's batch.
+        for start in range(0, len(rows), size):
+            owners = {
+                decode(row.body).event.enterprise_id.split("-")[0]  # type: ignore[attr-defined]
+                for row in rows[start : start + size]
+            }
+            assert len(owners) == 1, f"batch at {start + 1} interleaves {owners}"
+        assert check.journal.verify().ok
+
+
+def test_the_chain_continues_across_reopening(store_url: str) -> None:
+    with open_store(store_url) as first:
+        first.journal.append(_pending(3))
+        head = first.journal.head()
+    with open_store(store_url) as second:
+        assert second.journal.head() == head
+        second.journal.append(_pending(3, start=3))
+        report = second.journal.verify()
+    assert report.ok and report.events == 6
+
+
+def test_intake_and_journal_are_separate_logs(store: Store) -> None:
+    store.intake.append(_pending(4))
+    store.journal.append(_pending(2))
+    assert store.intake.head()[0] == 4 and store.journal.head()[0] == 2
+    assert store.intake.verify().ok and store.journal.verify().ok
+
+
+def test_wait_and_follow_wake_on_new_positions(store: Store) -> None:
+    assert not store.journal.wait(1, timeout=0.05)
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def follower() -> None:
+        for page in store.journal.follow(after=0, stop=stop, idle=0.05):
+            seen.extend(row.position for row in page)
+            if len(seen) >= 30:
+                stop.set()
+
+    thread = threading.Thread(target=follower)
+    thread.start()
+    for start in range(0, 30, 10):
+        store.journal.append(_pending(10, start=start))
+    assert store.journal.wait(30, timeout=5)
+    thread.join(timeout=10)
+    assert seen == list(range(1, 31))
+
+
+def _tamper(url: str, sql_sqlite: str, sql_pg: str) -> None:
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+            conn.execute(sql_sqlite)
+    else:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(sql_pg.encode())
+
+
+def test_verifier_names_a_payload_changed_in_the_database(store_url: str) -> None:
+    with open_store(store_url) as store:
+        store.journal.append(_pending(1_000))
+    _tamper(
+        store_url,
+        "UPDATE journal_events SET state = CAST(replace(CAST(state AS TEXT), "
+        "'\"amount\":617', '\"amount\":716') AS BLOB) WHERE rowid = 618",
+        "UPDATE journal_events SET state = convert_to(replace(convert_from(state, 'UTF8'), "
+        "'\"amount\":617', '\"amount\":716'), 'UTF8') WHERE notification_id = 618",
+    )
+    with open_store(store_url) as store:
+        report = store.journal.verify()
+    assert not report.ok and report.broken_at == 618
+    assert report.events == 617
+
+
+def test_verifier_names_a_deleted_event(store_url: str) -> None:
+    with open_store(store_url) as store:
+        store.journal.append(_pending(100))
+    _tamper(
+        store_url,
+        "DELETE FROM journal_events WHERE rowid = 40",
+        "DELETE FROM journal_events WHERE notification_id = 40",
+    )
+    with open_store(store_url) as store:
+        report = store.journal.verify()
+    assert not report.ok and report.broken_at == 40 and "missing" in (report.reason or "")
+
+
+def test_walker_matches_store_verify_page_by_page(store: Store) -> None:
+    store.journal.append(_pending(250))
+    walker = ChainWalker()
+    for page in store.journal.pages(batch=33):
+        walker.feed((row.position, row.payload) for row in page)
+    assert walker.report() == store.journal.verify(batch=100)
