@@ -4,8 +4,9 @@ Canonical means: the same event always becomes the same bytes, on any machine, i
 process. That is what makes a hash chain over the log meaningful and lets a replay be
 compared with the original byte for byte. The rules:
 
-* the envelope is ``{"data":…,"position":N,"time":T,"type":"Name","v":V}`` with keys in
-  sorted order, no whitespace;
+* the envelope is ``{"cause":C,"data":…,"position":N,"time":T,"type":"Name","v":V}``
+  with keys in sorted order, no whitespace; ``cause`` (the intake position of the
+  command an engine result answers) is present only on entries that have one;
 * ``data`` is the event's fields, keys sorted at every depth (orjson ``OPT_SORT_KEYS``);
 * numbers are integers (money in fen, quantities in tonnes, time in microseconds since
   the Unix epoch, UTC); a float anywhere is refused, because floats are neither exact
@@ -77,24 +78,29 @@ class Pending(NamedTuple):
         return b"%s%d%s" % (self.head, position, self.tail)
 
 
-def frame(event: Event, time: int) -> Pending:
-    """Frame `event`, which happened at `time` (µs since the epoch, UTC), for the log."""
+def frame(event: Event, time: int, cause: int | None = None) -> Pending:
+    """Frame `event`, which happened at `time` (µs since the epoch, UTC), for the log.
+
+    `cause` is the intake position of the command this entry answers, if any.
+    """
     if type(time) is not int:
         raise TypeError(f"time must be an int of microseconds, got {type(time).__name__}")
     name = event.type_name
+    opening = b'{"data":' if cause is None else b'{"cause":%d,"data":' % cause
     return Pending(
         name,
-        b'{"data":' + encode_data(event) + b',"position":',
+        opening + encode_data(event) + b',"position":',
         b',"time":%d,"type":"%s","v":%d}' % (time, name.encode(), event.version),
     )
 
 
 class Decoded(NamedTuple):
-    """An entry read back from the log: where it is, when it happened, and what."""
+    """An entry read back from the log: where it is, when it happened, what, and why."""
 
     position: int
     time: int
     event: Event
+    cause: int | None = None
 
 
 def _freeze(value: Any) -> Any:
@@ -122,4 +128,5 @@ def decode(body: bytes) -> Decoded:
         envelope["position"],
         envelope["time"],
         to_event(envelope["type"], envelope["v"], envelope["data"]),
+        envelope.get("cause"),
     )

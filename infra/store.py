@@ -35,7 +35,8 @@ from infra.recorders import Appended, LogRecorder, PostgresLogRecorder, Row, SQL
 __all__ = ["DEFAULT_URL", "Log", "Store", "Tracking", "open_store"]
 
 DEFAULT_URL = "sqlite:///./data/carbonx.db"
-LOG_NAMES = ("intake", "journal")
+#: intake: commands; journal: results; snapshots: engine state for fast restart.
+LOG_NAMES = ("intake", "journal", "snapshots")
 
 
 class Log:
@@ -159,8 +160,20 @@ class Store:
     def journal(self) -> Log:
         return self.logs["journal"]
 
+    @property
+    def snapshots(self) -> Log:
+        return self.logs["snapshots"]
+
     def log(self, name: str) -> Log:
         return self.logs[name]
+
+    def generation(self) -> int:
+        """A counter that moves whenever any log of this store may have grown."""
+        return self._notifier.generation
+
+    def wait_for_change(self, seen: int, timeout: float) -> int:
+        """Wait until :meth:`generation` moves past `seen` (or `timeout`); the new value."""
+        return self._notifier.wait(seen, timeout)
 
     def ping(self) -> bool:
         """True when the database answers (for /readyz)."""

@@ -1,0 +1,56 @@
+"""Credit holdings as serial-number ranges.
+
+A holding is a sorted list of disjoint, non-adjacent inclusive ranges ``[first, last]``.
+Moving credits always takes the lowest serials first and splits a range where needed,
+so every serial is in exactly one place at a time: that is what makes double counting
+impossible rather than merely detected.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Sequence
+
+__all__ = ["Ranges", "add", "count", "take"]
+
+Ranges = list[list[int]]
+
+
+def count(ranges: Ranges) -> int:
+    return sum(last - first + 1 for first, last in ranges)
+
+
+def take(ranges: Ranges, quantity: int) -> list[tuple[int, int]]:
+    """Remove the lowest `quantity` serials from `ranges` (in place) and return them.
+
+    The caller has checked that `ranges` holds at least `quantity`.
+    """
+    taken: list[tuple[int, int]] = []
+    while quantity:
+        first, last = ranges[0]
+        size = last - first + 1
+        if size <= quantity:
+            taken.append((first, last))
+            del ranges[0]
+            quantity -= size
+        else:
+            taken.append((first, first + quantity - 1))
+            ranges[0][0] = first + quantity
+            quantity = 0
+    return taken
+
+
+def add(ranges: Ranges, new: Sequence[Sequence[int]]) -> None:
+    """Put the ranges `new` into `ranges` (in place), merging neighbours."""
+    for first, last in new:
+        index = bisect_left(ranges, [first, last])
+        # Merge with the left neighbour if adjacent.
+        if index and ranges[index - 1][1] + 1 == first:
+            index -= 1
+            ranges[index][1] = last
+        else:
+            ranges.insert(index, [first, last])
+        # Merge with the right neighbour if adjacent.
+        if index + 1 < len(ranges) and ranges[index][1] + 1 == ranges[index + 1][0]:
+            ranges[index][1] = ranges[index + 1][1]
+            del ranges[index + 1]
