@@ -6,11 +6,17 @@ embedded SQLite file `./data/carbonx.db`).
 
 from __future__ import annotations
 
+import logging
+import signal
 import sys
+import threading
 
 import click
 
 from infra.store import DEFAULT_URL, open_store
+from services.exchange.calendar import calendar_named
+from services.exchange.config import EngineConfig
+from services.exchange.runner import EngineRunner
 
 __all__ = ["main"]
 
@@ -31,6 +37,48 @@ def main() -> None:
     """carbonx: carbon-credit registry, exchange and settlement, event-sourced."""
 
 
+calendar_option = click.option(
+    "--calendar",
+    envvar="CARBONX_CALENDAR",
+    type=click.Choice(["cn-ets", "always"]),
+    default="cn-ets",
+    show_default=True,
+    help="Trading calendar (env CARBONX_CALENDAR); --demo implies 'always'.",
+)
+
+
+def _engine_config(calendar: str) -> EngineConfig:
+    return EngineConfig(calendar=calendar_named(calendar))
+
+
+@main.command()
+@db_option
+@calendar_option
+@click.option("--batch", default=2_000, show_default=True, help="Commands per journal transaction.")
+@click.option(
+    "--snapshot-every", default=50_000, show_default=True, help="Commands between snapshots."
+)
+def engine(db_url: str, calendar: str, batch: int, snapshot_every: int) -> None:
+    """Run the exchange engine alone: intake log in, journal out, until SIGTERM/SIGINT.
+
+    Exactly once: each batch of results is journaled with the intake position it
+    consumed, in one transaction; a restart resumes from the latest snapshot.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    with open_store(db_url) as store:
+        runner = EngineRunner(
+            store, _engine_config(calendar), batch=batch, snapshot_every=snapshot_every
+        )
+        runner.run(stop)
+        click.echo(
+            f"engine stopped at intake position {runner.position} "
+            f"({runner.stats.commands} commands, {runner.stats.results} results)"
+        )
+
+
 @main.command()
 @db_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
@@ -42,49 +90,61 @@ def main() -> None:
     help="Kafka bootstrap HOST:PORT (env CARBONX_KAFKA_BOOTSTRAP). Accepted and "
     "recorded; the relay that uses it is not built yet.",
 )
+@calendar_option
 @click.option(
-    "--calendar",
-    envvar="CARBONX_CALENDAR",
-    type=click.Choice(["cn-ets", "always"]),
-    default="cn-ets",
-    show_default=True,
-    help="Trading calendar (env CARBONX_CALENDAR); --demo implies 'always'.",
+    "--demo",
+    is_flag=True,
+    help="Always-open calendar, and on an empty store: one listed instrument and a few "
+    "enterprises with cash and credits.",
 )
-@click.option("--demo", is_flag=True, help="Demo settings: always-open calendar.")
 def serve(db_url: str, host: str, port: int, kafka: str | None, calendar: str, demo: bool) -> None:
-    """Run the all-in-one process: the HTTP gateway over the store.
+    """Run the all-in-one process: the HTTP gateway and the engine over one store.
 
-    Today it serves /healthz, /readyz and the OpenAPI docs; the engine, projections
-    and relay join this process as they are built.
+    Today the gateway serves /healthz, /readyz and the OpenAPI docs; projections and
+    the relay join this process as they are built.
     """
     import uvicorn
 
+    from services.demo import seed_demo
     from services.gateway.app import create_app
 
     if demo:
         calendar = "always"
     store = open_store(db_url)
+    if demo and seed_demo(store):
+        click.echo("demo zone seeded: instrument HCC-2025, enterprises E-DEMO-1..3")
+    runner = EngineRunner(store, _engine_config(calendar))
+    stop = threading.Event()
+    engine_thread = threading.Thread(target=runner.run, args=(stop,), name="carbonx-engine")
+    engine_thread.start()
     app = create_app(store)
     app.state.calendar = calendar
     app.state.kafka = kafka
+    app.state.engine = runner
     click.echo(f"carbonx serving on http://{host}:{port} (store: {db_url}, calendar: {calendar})")
     try:
         uvicorn.run(app, host=host, port=port, log_level="info")
     finally:
+        stop.set()
+        engine_thread.join(timeout=10)
         store.close()
 
 
 @main.command()
 @db_option
+@calendar_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def verify(db_url: str, quiet: bool) -> None:
-    """Check the hash chains of the intake log and the journal.
+def verify(db_url: str, calendar: str, quiet: bool) -> None:
+    """Check every log's hash chain, then re-run the engine over the intake log.
 
-    Exit status 0 when every chain is whole; 1 otherwise, naming the first broken
-    position and why. (Re-running the engine over the intake log joins this command
-    with the engine.)
+    The re-run starts from an empty engine (with the given calendar; the journal must
+    have been produced under the same rules) and compares every result with the
+    journal, byte for byte. Exit status 0 only when every chain is whole and every
+    result matches; 1 otherwise, naming the first differing position and what differs.
     """
     from tqdm import tqdm
+
+    from services.exchange.reexecute import reexecute
 
     ok = True
     with open_store(db_url) as store:
@@ -102,6 +162,21 @@ def verify(db_url: str, quiet: bool) -> None:
                     f"{name}: BROKEN at position {report.broken_at}: {report.reason} "
                     f"({report.events} events verified before it)"
                 )
+        total = store.journal.tracking("engine")
+        with tqdm(
+            total=total, desc="re-execute", unit="cmd", disable=quiet or None, file=sys.stderr
+        ) as bar:
+            result = reexecute(store, _engine_config(calendar), bar.update)
+        if result.ok:
+            click.echo(
+                f"re-execution: ok, {result.commands} commands reproduced {result.results} "
+                f"journal events; state hash {result.state_hash}"
+            )
+        else:
+            ok = False
+            click.echo(f"re-execution: DIFFERS at journal position {result.differs_at}")
+            click.echo(f"  re-executed: {result.expected}")
+            click.echo(f"  journal:     {result.found}")
     sys.exit(0 if ok else 1)
 
 

@@ -1,0 +1,41 @@
+"""Demo data for `carbonx serve --demo`: a small zone to click around in.
+
+Seeded through the intake log like any other input, so the demo's balances are real
+engine state with a real journal behind them. Only an empty store is seeded.
+"""
+
+from __future__ import annotations
+
+from events import commands as c
+from events.base import Event
+from infra.store import Store
+from services.exchange.intake import Intake
+
+__all__ = ["DEMO_ENTERPRISES", "DEMO_INSTRUMENT", "seed_demo"]
+
+DEMO_INSTRUMENT = "HCC-2025"
+DEMO_ENTERPRISES = ("E-DEMO-1", "E-DEMO-2", "E-DEMO-3")
+#: 2025-11-25 10:00 Asia/Shanghai, in µs: demo commands carry a fixed, honest time.
+DEMO_TIME = 1_764_036_000_000_000
+
+
+def seed_demo(store: Store) -> bool:
+    """Seed the demo zone into an empty store; False if it already had commands."""
+    if store.intake.head()[0] != 0:
+        return False
+    commands: list[Event] = [
+        c.ListInstrument(symbol=DEMO_INSTRUMENT, vintage=2025, reference_price=6_000, fee_bps=5)
+    ]
+    for index, enterprise in enumerate(DEMO_ENTERPRISES, start=1):
+        commands += [
+            c.OpenAccount(enterprise_id=enterprise),
+            c.DepositCash(enterprise_id=enterprise, amount=index * 50_000_000, reference="demo"),
+            c.IssueCredits(
+                enterprise_id=enterprise,
+                instrument=DEMO_INSTRUMENT,
+                quantity=index * 10_000,
+                reason="demo allocation",
+            ),
+        ]
+    Intake(store).submit([(command, DEMO_TIME) for command in commands])
+    return True
