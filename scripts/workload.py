@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from events import commands as c
 from events.base import Event
 
-__all__ = ["SYMBOL", "START", "setup_commands", "stream", "workload"]
+__all__ = ["START", "SYMBOL", "setup_commands", "stream", "workload"]
 
 SYMBOL = "HCC-2025"
 MID = 6_000
