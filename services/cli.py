@@ -17,6 +17,7 @@ from infra.store import DEFAULT_URL, open_store
 from services.exchange.calendar import calendar_named
 from services.exchange.config import EngineConfig
 from services.exchange.runner import EngineRunner
+from services.ticker import Ticker
 
 __all__ = ["main"]
 
@@ -58,7 +59,13 @@ def _engine_config(calendar: str) -> EngineConfig:
 @click.option(
     "--snapshot-every", default=50_000, show_default=True, help="Commands between snapshots."
 )
-def engine(db_url: str, calendar: str, batch: int, snapshot_every: int) -> None:
+@click.option(
+    "--tick",
+    default=0.0,
+    show_default=True,
+    help="Also append a Tick command every TICK seconds (0: off; `carbonx serve` ticks).",
+)
+def engine(db_url: str, calendar: str, batch: int, snapshot_every: int, tick: float) -> None:
     """Run the exchange engine alone: intake log in, journal out, until SIGTERM/SIGINT.
 
     Exactly once: each batch of results is journaled with the intake position it
@@ -72,6 +79,10 @@ def engine(db_url: str, calendar: str, batch: int, snapshot_every: int) -> None:
         runner = EngineRunner(
             store, _engine_config(calendar), batch=batch, snapshot_every=snapshot_every
         )
+        if tick > 0:
+            threading.Thread(
+                target=Ticker(store, tick).run, args=(stop,), name="carbonx-ticker", daemon=True
+            ).start()
         runner.run(stop)
         click.echo(
             f"engine stopped at intake position {runner.position} "
@@ -100,8 +111,9 @@ def engine(db_url: str, calendar: str, batch: int, snapshot_every: int) -> None:
 def serve(db_url: str, host: str, port: int, kafka: str | None, calendar: str, demo: bool) -> None:
     """Run the all-in-one process: the HTTP gateway and the engine over one store.
 
-    Today the gateway serves /healthz, /readyz and the OpenAPI docs; projections and
-    the relay join this process as they are built.
+    A ticker appends a Tick command every second so orders expire and trading days
+    close on time. Today the gateway serves /healthz, /readyz and the OpenAPI docs;
+    projections and the relay join this process as they are built.
     """
     import uvicorn
 
@@ -117,6 +129,9 @@ def serve(db_url: str, host: str, port: int, kafka: str | None, calendar: str, d
     stop = threading.Event()
     engine_thread = threading.Thread(target=runner.run, args=(stop,), name="carbonx-engine")
     engine_thread.start()
+    threading.Thread(
+        target=Ticker(store, 1.0).run, args=(stop,), name="carbonx-ticker", daemon=True
+    ).start()
     app = create_app(store)
     app.state.calendar = calendar
     app.state.kafka = kafka

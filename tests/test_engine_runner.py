@@ -144,3 +144,24 @@ def test_invalid_commands_are_refused_before_the_log_and_change_nothing(
         fields = {error.field for error in refused.value.errors}
         assert fields == {"instrument", "quantity", "price"}
         assert store.intake.head()[0] == 0
+
+
+def test_the_ticker_brings_wall_clock_time_in_as_commands(store_url: str) -> None:
+    import threading
+
+    from events import decode
+    from events.commands import Tick
+    from services.ticker import Ticker, now_us
+
+    with open_store(store_url) as store:
+        stop = threading.Event()
+        started = now_us()
+        thread = threading.Thread(target=Ticker(store, 0.05).run, args=(stop,))
+        thread.start()
+        assert store.intake.wait(3, timeout=5)
+        stop.set()
+        thread.join()
+        ticks = [decode(row.body) for row in store.intake.read(0, 100)]
+    assert all(isinstance(t.event, Tick) for t in ticks)
+    times = [t.time for t in ticks]
+    assert times == sorted(times) and times[0] >= started

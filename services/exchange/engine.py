@@ -50,7 +50,7 @@ from events.exchange import (
 from events.market import InstrumentListed
 from services.exchange import serials
 from services.exchange.book import Book, Order
-from services.exchange.calendar import iso_day
+from services.exchange.calendar import US_PER_DAY, US_PER_MINUTE, iso_day
 from services.exchange.config import EngineConfig
 
 __all__ = ["Account", "Engine", "Instrument"]
@@ -197,14 +197,15 @@ class Engine:
         now = self.time
         day = self.calendar.day(now)
         if day != self.day:
-            if self.day >= 0 and not self.day_closed:
+            if self.day >= 0 and not self.day_closed and self._trading_day(self.day):
                 self._close_day(results)
             self.day = day
             self.day_closed = False
             for account in self.accounts.values():
                 account.bought_today.clear()
         if not self.day_closed and self.calendar.day_closed(now):
-            self._close_day(results)
+            if self._trading_day(day):
+                self._close_day(results)
             self.day_closed = True
         expiries = self.expiries
         while expiries and expiries[0][0] <= now:
@@ -212,6 +213,14 @@ class Engine:
             order = self.orders.get(order_id)
             if order is not None:
                 results.append(self._expire(order))
+
+    def _trading_day(self, day: int) -> bool:
+        """Whether local `day` has a session: weekends and holidays get no daily close."""
+        cal = self.calendar
+        midnight = day * US_PER_DAY - cal.offset_us
+        return any(
+            cal.continuous_open(midnight + start * US_PER_MINUTE) for start, _ in cal.continuous
+        )
 
     def _close_day(self, results: list[Event]) -> None:
         for order in [o for o in self.orders.values() if o.time_in_force == "day"]:
@@ -347,7 +356,13 @@ class Engine:
         return results
 
     def _rest_or_finish(
-        self, inst: Instrument, order: Order, results: list[Event], aggressor: str, market: bool
+        self,
+        inst: Instrument,
+        order: Order,
+        results: list[Event],
+        aggressor: str,
+        market: bool,
+        new: bool = True,
     ) -> None:
         """Match `order` as the incoming side, then rest or cancel what is left."""
         stp = self._match(inst, order, results, aggressor)
@@ -362,7 +377,7 @@ class Engine:
         else:
             inst.book.add(order)
             self.orders[order.id] = order
-            if order.time_in_force == "gtd":
+            if order.time_in_force == "gtd" and new:  # a repriced order is already queued
                 heappush(self.expiries, (order.expire_at, order.id))
 
     def _order_refusal(self, cmd: c.PlaceOrder) -> str | None:
@@ -450,7 +465,7 @@ class Engine:
         old_hold = buy.held_cash
         buy.remaining -= quantity
         new_hold = self._buy_hold(buy.price, buy.remaining, bps)
-        released = old_hold - new_hold - notional - fee
+        released = old_hold - new_hold - notional
         buy.held_cash = new_hold
         buyer.cash_held -= old_hold - new_hold
         buyer.cash += released
@@ -621,11 +636,15 @@ class Engine:
                 )
             ]
 
+        account = self.accounts[order.enterprise_id]
+        if account.status != ACTIVE:
+            return refuse("enterprise_suspended")
+        if account.frozen:
+            return refuse("account_frozen")
         if not self.calendar.continuous_open(self.time) or self.day_closed:
             return refuse("market_closed")
         if not lower <= cmd.price <= upper:
             return refuse("outside_price_band", f"band is {lower}..{upper}")
-        account = self.accounts[order.enterprise_id]
         delta = 0
         if order.is_buy:
             new_hold = self._buy_hold(cmd.price, order.remaining, self._fee_bps(inst))
@@ -646,7 +665,7 @@ class Engine:
                 held_cash_delta=delta,
             )
         ]
-        self._rest_or_finish(inst, order, results, order.side, market=False)
+        self._rest_or_finish(inst, order, results, order.side, market=False, new=False)
         return results
 
     # ------------------------------------------------------------------ block trades
@@ -971,7 +990,10 @@ class Engine:
                 "frozen": a.frozen,
                 "cash": a.cash,
                 "cash_held": a.cash_held,
-                "credits": {k: a.credits[k] for k in sorted(a.credits) if a.credits[k]},
+                # Copies: the state must not change when the engine does (nor the reverse).
+                "credits": {
+                    k: [list(r) for r in a.credits[k]] for k in sorted(a.credits) if a.credits[k]
+                },
                 "credits_held": {k: v for k, v in sorted(a.credits_held.items()) if v},
                 "bought_today": {k: v for k, v in sorted(a.bought_today.items()) if v},
                 "open_buy": a.open_buy,
@@ -1010,7 +1032,7 @@ class Engine:
                 o.time_in_force,
                 o.expire_at,
                 o.held_cash,
-                o.credits,
+                [list(r) for r in o.credits],
             ]
             for o in self.orders.values()
         ]
@@ -1049,9 +1071,9 @@ class Engine:
             account.frozen = a["frozen"]
             account.cash = a["cash"]
             account.cash_held = a["cash_held"]
-            account.credits = a["credits"]
-            account.credits_held = a["credits_held"]
-            account.bought_today = a["bought_today"]
+            account.credits = {k: [list(r) for r in v] for k, v in a["credits"].items()}
+            account.credits_held = dict(a["credits_held"])
+            account.bought_today = dict(a["bought_today"])
             account.open_buy = a["open_buy"]
             account.position_limit = a["position_limit"]
             engine.accounts[eid] = account
@@ -1074,7 +1096,7 @@ class Engine:
             order = Order(oid, coid, eid, symbol, is_buy, otype, price, qty, tif, expire_at)
             order.remaining = remaining
             order.held_cash = held_cash
-            order.credits = credits
+            order.credits = [list(r) for r in credits]
             orders[oid] = order
         engine.orders = orders
         for symbol, i in data["instruments"].items():
