@@ -44,6 +44,7 @@ def test_readyz_reports_the_store_and_its_positions(store_url: str) -> None:
         assert body["ready"] is True
         assert body["checks"]["store"]["journal_position"] == 4
         assert body["checks"]["store"]["intake_position"] == 4
+        assert body["checks"]["engine"] == {"ok": True, "consumed_position": 4, "lag": 0}
 
 
 def test_readyz_is_503_when_the_store_is_gone(tmp_path: Path) -> None:

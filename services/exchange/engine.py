@@ -465,7 +465,7 @@ class Engine:
         old_hold = buy.held_cash
         buy.remaining -= quantity
         new_hold = self._buy_hold(buy.price, buy.remaining, bps)
-        released = old_hold - new_hold - notional
+        released = old_hold - new_hold - notional - fee
         buy.held_cash = new_hold
         buyer.cash_held -= old_hold - new_hold
         buyer.cash += released
@@ -601,7 +601,7 @@ class Engine:
             order.held_cash = new_hold
             account.cash_held -= cash
             account.cash += cash
-            account.open_buy -= cut
+            pass
         else:
             back = serials.take(order.credits, cut)
             serials.add(account.credits.setdefault(order.instrument, []), back)

@@ -12,9 +12,14 @@ from typing import Any
 from fastapi import FastAPI
 
 from infra.store import Store
+from services.exchange.runner import ENGINE_READER
 from services.gateway.responses import OrjsonResponse
 
 __all__ = ["create_app"]
+
+
+#: /readyz reports the engine as not caught up beyond this many unprocessed commands.
+MAX_ENGINE_LAG = 1_000
 
 
 def create_app(store: Store) -> FastAPI:
@@ -38,14 +43,22 @@ def create_app(store: Store) -> FastAPI:
         try:
             intake, _ = store.intake.head()
             journal, _ = store.journal.head()
+            consumed = store.journal.tracking(ENGINE_READER)
+        except Exception as error:  # any failure to reach the store means "not ready"
+            checks["store"] = {"ok": False, "error": str(error)}
+        else:
             checks["store"] = {
                 "ok": True,
                 "backend": store.backend,
                 "intake_position": intake,
                 "journal_position": journal,
             }
-        except Exception as error:  # any failure to reach the store means "not ready"
-            checks["store"] = {"ok": False, "error": str(error)}
+            lag = intake - consumed
+            checks["engine"] = {
+                "ok": lag <= MAX_ENGINE_LAG,
+                "consumed_position": consumed,
+                "lag": lag,
+            }
         ready = all(check["ok"] for check in checks.values())
         return OrjsonResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
