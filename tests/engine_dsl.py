@@ -64,7 +64,7 @@ MONDAY = date(2025, 3, 3)
 def at(day: date, hh_mm: str) -> int:
     """Microseconds since the epoch of local (UTC+8) `hh_mm[:ss]` on `day`."""
     parts = [int(p) for p in hh_mm.split(":")]
-    hour, minute, second = (parts + [0, 0])[:3]
+    hour, minute, second = [*parts, 0, 0][:3]
     moment = datetime(day.year, day.month, day.day, hour, minute, second, tzinfo=SHANGHAI)
     return int(moment.timestamp()) * 1_000_000
 
@@ -143,7 +143,9 @@ class Market:
         self.last: list[Event] = []
         for symbol, reference, bps in given.instruments:
             self._setup(
-                c.ListInstrument(symbol=symbol, vintage=2025, reference_price=reference, fee_bps=bps)
+                c.ListInstrument(
+                    symbol=symbol, vintage=2025, reference_price=reference, fee_bps=bps
+                )
             )
         for name, acct in given.accounts.items():
             self._setup(c.OpenAccount(enterprise_id=name))
@@ -237,7 +239,9 @@ class Market:
                 return self.send(c.CancelOrder(order_id=oid, enterprise_id=who))
             if verb == "reduce":
                 assert rest[1] == "to", text
-                return self.send(c.ReduceOrder(order_id=oid, enterprise_id=who, quantity=int(rest[2])))
+                return self.send(
+                    c.ReduceOrder(order_id=oid, enterprise_id=who, quantity=int(rest[2]))
+                )
             assert rest[1] == "@", text
             return self.send(c.RepriceOrder(order_id=oid, enterprise_id=who, price=int(rest[2])))
         if verb in ("buy", "sell"):
@@ -265,12 +269,18 @@ class Market:
             )
         if verb == "surrender":
             return self.send(
-                c.SurrenderCredits(enterprise_id=who, instrument=symbol, quantity=amount, period="2025")
+                c.SurrenderCredits(
+                    enterprise_id=who, instrument=symbol, quantity=amount, period="2025"
+                )
             )
         if verb == "retire":
             return self.send(
                 c.RetireCredits(
-                    enterprise_id=who, instrument=symbol, quantity=amount, beneficiary="x", reason=""
+                    enterprise_id=who,
+                    instrument=symbol,
+                    quantity=amount,
+                    beneficiary="x",
+                    reason="",
                 )
             )
         raise AssertionError(f"cannot read line {text!r}")
@@ -351,7 +361,9 @@ class Market:
 
     def closes(self, symbol: str | None = None) -> list[tuple[str, int, int]]:
         symbol = symbol or self.symbol
-        return [(e.day, e.close, e.volume) for e in self.of(TradingDayClosed) if e.instrument == symbol]
+        return [
+            (e.day, e.close, e.volume) for e in self.of(TradingDayClosed) if e.instrument == symbol
+        ]
 
     def accepted(self, ref: str) -> OrderAccepted:
         oid = self.refs[ref]

@@ -8,10 +8,10 @@ outside the band, amounts beyond the balance). The concrete commands are recorde
 the same stream can be replayed on fresh and restored engines.
 
 After every command:
-- credits: per instrument, issued − surrendered − retired == all holdings (available +
+- credits: per instrument, issued - surrendered - retired == all holdings (available +
   held by sell orders), and every serial is in exactly one place (account, open order,
-  surrendered, retired), all serials 1..next_serial−1 accounted for;
-- cash: deposited − withdrawn == all cash (available + held) + fees collected;
+  surrendered, retired), all serials 1..next_serial-1 accounted for;
+- cash: deposited - withdrawn == all cash (available + held) + fees collected;
 - no balance below zero; each account's cash_held is the sum of its open buys' holds,
   each hold is price × remaining + fee + remaining; credits_held and open_buy match the
   open orders;
@@ -22,13 +22,14 @@ After every command:
 from __future__ import annotations
 
 from collections import defaultdict
+from itertools import pairwise
 from typing import Any
 
 import hypothesis.strategies as st
 import orjson
+from engine_dsl import MONDAY, at, hold
 from hypothesis import HealthCheck, given, settings
 
-from engine_dsl import MONDAY, at, hold
 from events import commands as c
 from events.accounts import (
     CashDeposited,
@@ -44,6 +45,7 @@ from events.exchange import (
     OrderCancelled,
     OrderExpired,
     OrderReduced,
+    OrderRejected,
     OrderRepriced,
     TradeExecuted,
 )
@@ -72,13 +74,11 @@ qty = st.integers(1, 120)
 # price steps of 0.5% around the close, mostly near it: up to ±12% (the band is ±10%)
 offset = st.one_of(st.integers(-4, 4), st.integers(-24, 24))
 pick = st.integers(0, 1_000)  # which open order (modulo), or which past position
-dt = st.sampled_from(
-    [0, SECOND, SECOND, SECOND, SECOND, 7 * SECOND, 7 * SECOND, 60 * SECOND, 60 * SECOND]
-    + [60 * SECOND, 60 * SECOND, 1_200 * SECOND, 1_200 * SECOND, 1_200 * SECOND]
-    + [7 * SECOND, 7 * SECOND, 60 * SECOND, 60 * SECOND, SECOND, SECOND, SECOND]
-    + [2 * 3_600 * SECOND, 86_400 * SECOND, 2 * 86_400 * SECOND + 3 * 3_600 * SECOND]
-    + [-5 * SECOND]  # a command stamped in the past: the engine keeps its later time
-)
+# Time between commands: mostly seconds or minutes, sometimes hours or days (which closes
+# days and expires orders), and now and then a command stamped in the past (the engine
+# keeps its later time).
+STEPS = {0: 1, 1: 8, 7: 4, 60: 6, 1_200: 3, 7_200: 1, 86_400: 1, 183_600: 1, -5: 1}
+dt = st.sampled_from([s * SECOND for s, n in STEPS.items() for _ in range(n)])
 
 order_op = st.tuples(
     st.just("order"),
@@ -102,9 +102,7 @@ KINDS: dict[str, st.SearchStrategy[tuple[Any, ...]]] = {
     "transfer": st.tuples(st.just("transfer"), ent, ent, sym, qty),
     "surrender": st.tuples(st.just("surrender"), ent, sym, qty),
     "retire": st.tuples(st.just("retire"), ent, sym, qty),
-    "block": st.tuples(
-        st.just("block"), ent, ent, sym, st.integers(40, 200), st.integers(-70, 70)
-    ),
+    "block": st.tuples(st.just("block"), ent, ent, sym, st.integers(40, 200), st.integers(-70, 70)),
     "tick": st.tuples(st.just("tick")),
     # mostly lifting a freeze or a suspension, so that they do not stick for long
     "freeze": st.tuples(st.just("freeze"), ent, st.sampled_from([True, False, False, False])),
@@ -118,12 +116,19 @@ WEIGHTS |= {"freeze": 1, "status": 1, "limit": 1}
 kinds = st.sampled_from([k for k, n in WEIGHTS.items() for _ in range(n)])
 op = st.tuples(dt, kinds.flatmap(KINDS.__getitem__))
 streams = st.lists(op, min_size=20, max_size=70)
-calendars = st.sampled_from([ALWAYS, ALWAYS, CN_ETS])
-
-
-def config_for(calendar: Any) -> EngineConfig:
-    # Blocks of ≥ 40 t, so random streams can afford them.
-    return EngineConfig(calendar=calendar, block_min_quantity=40)
+# Blocks of ≥ 40 t, so random streams can afford them; now and then a fee override for
+# every instrument, or resale allowed on the day of purchase.
+configs = st.builds(
+    lambda calendar, fee_bps, resale_next_day: EngineConfig(
+        calendar=calendar,
+        block_min_quantity=40,
+        fee_bps=fee_bps,
+        resale_next_day=resale_next_day,
+    ),
+    st.sampled_from([ALWAYS, ALWAYS, CN_ETS]),
+    st.sampled_from([None, None, None, 3]),
+    st.sampled_from([True, True, False]),
+)
 
 
 def setup_commands() -> list[Event]:
@@ -188,7 +193,9 @@ def resolve(engine: Engine, position: int, time: int, spec: tuple[Any, ...]) -> 
     if kind == "withdraw":
         return c.WithdrawCash(enterprise_id=spec[1], amount=spec[2])
     if kind == "issue":
-        return c.IssueCredits(enterprise_id=spec[1], instrument=spec[2], quantity=spec[3], reason="")
+        return c.IssueCredits(
+            enterprise_id=spec[1], instrument=spec[2], quantity=spec[3], reason=""
+        )
     if kind == "transfer":
         _, src, dst, symbol, quantity = spec
         return c.TransferCredits(
@@ -244,6 +251,7 @@ class Ledger:
         self.credits: dict[tuple[str, str], int] = defaultdict(int)
         self.credits_held: dict[tuple[str, str], int] = defaultdict(int)
         self.order_of: dict[int, tuple[str, str]] = {}  # order id -> (enterprise, symbol)
+        self.price: dict[int, int] = {}  # order id -> its (latest) limit price
 
     def record(self, e: Event) -> None:
         if isinstance(e, CashDeposited):
@@ -267,6 +275,7 @@ class Ledger:
             self.credits[e.enterprise_id, e.instrument] -= e.quantity
         elif isinstance(e, OrderAccepted):
             self.order_of[e.order_id] = (e.enterprise_id, e.instrument)
+            self.price[e.order_id] = e.price
             self.cash[e.enterprise_id] -= e.held_cash
             self.cash_held[e.enterprise_id] += e.held_cash
             self.credits[e.enterprise_id, e.instrument] -= e.held_credits
@@ -280,6 +289,16 @@ class Ledger:
                 self.cash[buyer] -= notional + e.buyer_fee
                 self.credits[seller, symbol] -= e.quantity
             else:
+                # a trade executes at the resting order's price, within the taker's limit
+                taker, maker = (
+                    (e.buy_order_id, e.sell_order_id)
+                    if e.aggressor == "buy"
+                    else (e.sell_order_id, e.buy_order_id)
+                )
+                assert e.price == self.price[maker]
+                limit = self.price[taker]
+                assert e.price <= limit if e.aggressor == "buy" else e.price >= limit
+                assert buyer != seller, "self trade"
                 assert e.buyer_released >= 0
                 self.cash[buyer] += e.buyer_released
                 self.cash_held[buyer] -= notional + e.buyer_fee + e.buyer_released
@@ -293,8 +312,43 @@ class Ledger:
             self.credits[who, symbol] += e.released_credits
             self.credits_held[who, symbol] -= e.released_credits
         elif isinstance(e, OrderRepriced):
+            self.price[e.order_id] = e.price
             self.cash[e.enterprise_id] -= e.held_cash_delta
             self.cash_held[e.enterprise_id] += e.held_cash_delta
+
+
+def check_order_outcome(
+    engine: Engine, position: int, command: c.PlaceOrder, out: list[Event]
+) -> None:
+    """What happened to a new order agrees with its type and time in force."""
+    mine = [e for e in out if getattr(e, "order_id", None) == position]
+    fills = [
+        e
+        for e in out
+        if isinstance(e, TradeExecuted)
+        and position in (e.buy_order_id, e.sell_order_id)
+        and e.aggressor != "block"
+    ]
+    filled = sum(e.quantity for e in fills)
+    if mine and isinstance(mine[0], OrderRejected):
+        assert len(mine) == 1 and not fills
+        assert position not in engine.orders
+        return
+    assert isinstance(mine[0], OrderAccepted)
+    assert all(e.aggressor == command.side for e in fills)
+    assert filled <= command.quantity
+    if command.time_in_force == "fok":
+        assert filled == command.quantity, "fok partly filled"
+    if command.post_only:
+        assert filled == 0, "post-only took liquidity"
+    rested = engine.orders.get(position)
+    if command.order_type == "market" or command.time_in_force in ("ioc", "fok"):
+        assert rested is None
+    cancelled = [e for e in mine if isinstance(e, OrderCancelled)]
+    if rested is not None:
+        assert rested.remaining == command.quantity - filled and not cancelled
+    elif filled < command.quantity:
+        assert [e.remaining_quantity for e in cancelled] == [command.quantity - filled]
 
 
 def check_invariants(engine: Engine, ledger: Ledger) -> None:
@@ -311,7 +365,9 @@ def check_invariants(engine: Engine, ledger: Ledger) -> None:
         assert a.cash_held == sum(o.held_cash for o in buys), eid
         assert a.open_buy == sum(o.remaining for o in buys), eid
         for o in buys:
-            bps = engine.instruments[o.instrument].fee_bps
+            bps = engine.config.fee_bps
+            if bps is None:
+                bps = engine.instruments[o.instrument].fee_bps
             assert o.held_cash == hold(o.price, o.remaining, bps), o.id
         assert (a.cash, a.cash_held) == (ledger.cash[eid], ledger.cash_held[eid]), eid
 
@@ -344,7 +400,7 @@ def check_invariants(engine: Engine, ledger: Ledger) -> None:
         assert ledger.issued[symbol] - ledger.gone_count[symbol] == holdings, symbol
         # every serial in exactly one place, and every issued serial somewhere
         ranges.sort()
-        for (_, last), (first, _) in zip(ranges, ranges[1:], strict=False):
+        for (_, last), (first, _) in pairwise(ranges):
             assert last < first, f"{symbol}: serial held twice"
         assert sum(last - first + 1 for first, last in ranges) == inst.next_serial - 1
 
@@ -369,9 +425,9 @@ def check_invariants(engine: Engine, ledger: Ledger) -> None:
 # ---------------------------------------------------------------------------- running
 
 
-def run_stream(calendar: Any, stream: list[tuple[Any, ...]], check: bool = True):
+def run_stream(config: EngineConfig, stream: list[tuple[Any, ...]], check: bool = True):
     """Apply setup + `stream` to a fresh engine; (commands, results per command, engine)."""
-    engine = Engine(config_for(calendar))
+    engine = Engine(config)
     ledger = Ledger()
     commands: list[tuple[int, int, Event]] = []
     results: list[list[Event]] = []
@@ -394,6 +450,8 @@ def run_stream(calendar: Any, stream: list[tuple[Any, ...]], check: bool = True)
         for e in out:
             ledger.record(e)
         if check:
+            if isinstance(command, c.PlaceOrder):
+                check_order_outcome(engine, position, command, out)
             check_invariants(engine, ledger)
     return commands, results, engine
 
@@ -403,16 +461,17 @@ def replay(engine: Engine, commands: list[tuple[int, int, Event]]) -> list[list[
 
 
 @SETTINGS
-@given(calendar=calendars, stream=streams)
-def test_invariants_hold_after_every_command(calendar: Any, stream: list[Any]) -> None:
-    run_stream(calendar, stream)
+@given(config=configs, stream=streams)
+def test_invariants_hold_after_every_command(config: EngineConfig, stream: list[Any]) -> None:
+    run_stream(config, stream)
 
 
 @SETTINGS
-@given(calendar=calendars, stream=streams, cut=st.floats(0, 1))
-def test_determinism_and_snapshot_plus_tail(calendar: Any, stream: list[Any], cut: float) -> None:
-    commands, results, engine = run_stream(calendar, stream, check=False)
-    config = config_for(calendar)
+@given(config=configs, stream=streams, cut=st.floats(0, 1))
+def test_determinism_and_snapshot_plus_tail(
+    config: EngineConfig, stream: list[Any], cut: float
+) -> None:
+    commands, results, engine = run_stream(config, stream, check=False)
 
     fresh = Engine(config)
     assert replay(fresh, commands) == results
@@ -443,7 +502,7 @@ def test_streams_exercise_the_engine() -> None:
     @settings(max_examples=40, deadline=None, derandomize=True, database=None)
     @given(stream=streams)
     def collect(stream: list[Any]) -> None:
-        _, results, _ = run_stream(ALWAYS, stream, check=False)
+        _, results, _ = run_stream(EngineConfig(calendar=ALWAYS, block_min_quantity=40), stream)
         for out in results:
             for e in out:
                 counts[type(e).__name__] += 1

@@ -11,10 +11,14 @@ with no fee, a buy of 100 @ 5,000 holds 500,000 + 0 + 100 = 500,100.
 
 from __future__ import annotations
 
-import pytest
+from dataclasses import replace
+from datetime import date
 
-from engine_dsl import Acct, Given, Scenario, check, hold, run
+import pytest
+from engine_dsl import MONDAY, Acct, Given, Scenario, at, check, hold, run
+
 from events.accounts import CreditsIssued, CreditsRetired, CreditsSurrendered, CreditsTransferred
+from events.commands import Tick
 from events.exchange import (
     OrderAccepted,
     OrderReduced,
@@ -28,7 +32,9 @@ from services.exchange.engine import Engine
 M = 1_000_000  # a round amount of cash (fen)
 
 
-def G(fee: int = 0, calendar=None, start: str = "10:00", ref: int = 5_000, **accounts: Acct) -> Given:
+def G(
+    fee: int = 0, calendar=None, start: str = "10:00", ref: int = 5_000, **accounts: Acct
+) -> Given:
     return Given(
         accounts=accounts,
         instruments=(("HCC-2025", ref, fee),),
@@ -64,8 +70,8 @@ ORDER_TYPES = [
         # (1,312.5 rounds up); + 250 reserve → 1,314,063.
         # Fills: 100 @ 5100 = 510,000 (fee 510), 100 @ 5200 = 520,000 (fee 520).
         # Rest 50 @ 5250: 262,500 + fee 263 (262.5 up) + 50 = 262,813 held.
-        # B cash = 2,000,000 − (510,000 + 510 + 520,000 + 520) − 262,813 = 706,157.
-        # A cash = 510,000 − 510 + 520,000 − 520 = 1,028,970. Fees 2 × (510 + 520) = 2,060.
+        # B cash = 2,000,000 - (510,000 + 510 + 520,000 + 520) - 262,813 = 706,157.
+        # A cash = 510,000 - 510 + 520,000 - 520 = 1,028,970. Fees 2 × (510 + 520) = 2,060.
         "buy sweeps two ask levels at the resting prices, remainder rests",
         G(fee=10, A=Acct(credits=300), B=Acct(cash=2 * M)),
         [
@@ -83,7 +89,7 @@ ORDER_TYPES = [
     Scenario(
         # B holds 5050 × 100 + 100 = 505,100 and 5000 × 50 + 50 = 250,050.
         # The sell trades at the bids' prices: 100 @ 5050 (505,000) and 20 @ 5000 (100,000);
-        # B's rest is 30 @ 5000 holding 150,030. B cash = 1,000,000 − 605,000 − 150,030.
+        # B's rest is 30 @ 5000 holding 150,030. B cash = 1,000,000 - 605,000 - 150,030.
         "sell sweeps bids at the resting bid prices",
         G(A=Acct(credits=200), B=Acct(cash=M)),
         ["B buy limit 100 @ 5050 gtc", "B buy limit 50 @ 5000 gtc", "A sell limit 120 @ 4900"],
@@ -148,7 +154,11 @@ ORDER_TYPES = [
     Scenario(
         "fok fills completely across levels",
         G(**SELLER_BUYER),
-        ["A sell limit 100 @ 5100 gtc", "A sell limit 100 @ 5200 gtc", "B buy limit 150 @ 5200 fok"],
+        [
+            "A sell limit 100 @ 5100 gtc",
+            "A sell limit 100 @ 5200 gtc",
+            "B buy limit 150 @ 5200 fok",
+        ],
         trades=[("B", "A", 5100, 100), ("B", "A", 5200, 50)],
         asks=[(5200, 50, 1)],
         cancels=[],
@@ -349,7 +359,12 @@ DAYS = [
         # 100 @ 5000 and 200 @ 5003: (500,000 + 1,000,600) / 300 = 5002 exactly.
         "close = volume-weighted, not the last or the mean price",
         G(A=Acct(credits=300), B=Acct(cash=10 * M)),
-        ["A sell limit 100 @ 5000", "A sell limit 200 @ 5003", "B buy limit 300 @ 5003", "tick +1d 00:00"],
+        [
+            "A sell limit 100 @ 5000",
+            "A sell limit 200 @ 5003",
+            "B buy limit 300 @ 5003",
+            "tick +1d 00:00",
+        ],
         closes=[("2025-03-03", 5002, 300)],
     ),
     Scenario(
@@ -535,7 +550,7 @@ RISK = [
     ),
     Scenario(
         # fee 10 bps. B's hold: 510,000 + 510 + 100 = 510,610. It trades 100 @ 5000 (the
-        # ask): notional 500,000, fee 500 each side; released 510,610 − 500,500 = 10,110.
+        # ask): notional 500,000, fee 500 each side; released 510,610 - 500,500 = 10,110.
         "fees go to the fee account; price improvement releases the hold",
         G(fee=10, A=Acct(credits=300), B=Acct(cash=M)),
         ["A sell limit 100 @ 5000 gtc", "B buy limit 100 @ 5100"],
@@ -559,7 +574,13 @@ RISK = [
     Scenario(
         "cancel a partly filled sell gives back the unsold credits",
         G(A=Acct(credits=100), B=Acct(cash=M)),
-        ["A sell limit 100 @ 5100 gtc", "B buy limit 30 @ 5100", "cancel A#1", "cancel A#1", "B cancel A#1"],
+        [
+            "A sell limit 100 @ 5100 gtc",
+            "B buy limit 30 @ 5100",
+            "cancel A#1",
+            "cancel A#1",
+            "B cancel A#1",
+        ],
         cancels=[("A#1", "requested", 70)],
         rejects=[("A CancelOrder", "unknown_order"), ("B CancelOrder", "unknown_order")],
         balances={"A": (153_000, 0, 70, 0)},
@@ -575,7 +596,7 @@ RISK = [
         "withdrawal only from available cash",
         G(B=Acct(cash=M)),
         ["B buy limit 100 @ 5000 gtc", "B withdraw 499901", "B withdraw 499900", "B withdraw 0"],
-        # 1,000,000 − 500,100 held = 499,900 available
+        # 1,000,000 - 500,100 held = 499,900 available
         rejects=[("B WithdrawCash", "insufficient_cash"), ("B WithdrawCash", "invalid_amount")],
         balances={"B": (0, 500_100, 0, 0)},
     ),
@@ -697,7 +718,7 @@ def test_market_buy_holds_at_the_band_limit() -> None:
     # band top 5500: 5500 × 100 + 0 + 100 = 550,100
     assert (accepted.price, accepted.held_cash) == (5_500, 550_100)
     (trade,) = m.of(TradeExecuted)
-    # 550,100 − 510,000 paid = 40,100 released
+    # 550,100 - 510,000 paid = 40,100 released
     assert trade.buyer_released == 40_100
 
 
@@ -720,7 +741,7 @@ def test_rounding_reserve_covers_per_fill_fee_rounding() -> None:
     )
     assert m.accepted("B#1").held_cash == 10_009
     first, second = m.of(TradeExecuted)
-    # after fill 1 the rest (1 t) holds 5,001 + 3 + 1 = 5,005: 10,009 − 5,005 − 5,004 = 0
+    # after fill 1 the rest (1 t) holds 5,001 + 3 + 1 = 5,005: 10,009 - 5,005 - 5,004 = 0
     assert (first.buyer_fee, first.buyer_released) == (3, 0)
     assert (second.buyer_fee, second.buyer_released) == (3, 1)
     assert m.balance("B") == (M - 10_008, 0, 2, 0)
@@ -810,8 +831,6 @@ def test_time_never_runs_backwards() -> None:
     # A command stamped earlier than the engine's time is treated as happening now.
     engine = m.engine
     before = engine.time
-    from events.commands import Tick
-
     assert engine.apply(999, before - 3_600_000_000, Tick()) == []
     assert engine.time == before
 
@@ -831,7 +850,12 @@ def test_state_is_a_copy_not_a_view() -> None:
 def test_no_trading_day_closed_for_weekend_days_on_cn_ets() -> None:
     m = run(
         G(calendar=CN_ETS, A=Acct(credits=10)),
-        ["2025-03-07 15:00 tick", "2025-03-08 16:00 tick", "2025-03-09 16:00 tick", "2025-03-10 15:00 tick"],
+        [
+            "2025-03-07 15:00 tick",
+            "2025-03-08 16:00 tick",
+            "2025-03-09 16:00 tick",
+            "2025-03-10 15:00 tick",
+        ],
     )
     assert [d for d, _, _ in m.closes()] == ["2025-03-03", "2025-03-07", "2025-03-10"]
 
@@ -847,3 +871,59 @@ def test_accepted_order_event_describes_the_order() -> None:
         True,
         5,
     )
+
+
+def test_no_trading_day_closed_for_holidays() -> None:
+    # 2025-03-05 (a Wednesday) made a holiday: no session, no daily close for it.
+    holiday = date(2025, 3, 5).toordinal() - date(1970, 1, 1).toordinal()
+    calendar = replace(CN_ETS, holidays=frozenset({holiday}))
+    m = run(
+        G(calendar=calendar, A=Acct(credits=10)),
+        [
+            "2025-03-04 15:00 tick",
+            "2025-03-05 10:00 A sell limit 1 @ 5000",
+            "2025-03-05 16:00 tick",
+        ],
+    )
+    assert m.rejects() == [("A#1", "market_closed")]
+    assert [d for d, _, _ in m.closes()] == ["2025-03-03", "2025-03-04"]
+
+
+def test_frozen_or_suspended_account_cannot_reprice_into_a_trade() -> None:
+    # A freeze means no orders: moving a resting order across the spread is trading too.
+    # Cancelling and reducing (which only lower exposure) stay allowed.
+    m = run(
+        G(A=Acct(credits=100), B=Acct(cash=M)),
+        [
+            "A sell limit 10 @ 5100 gtc",
+            "B buy limit 10 @ 5000 gtc",
+            "freeze B",
+            "reprice B#1 @ 5100",
+            "unfreeze B",
+            "suspend B",
+            "reprice B#1 @ 5100",
+            "reduce B#1 to 5",
+        ],
+    )
+    assert m.rejects() == [
+        ("B RepriceOrder", "account_frozen"),
+        ("B RepriceOrder", "enterprise_suspended"),
+    ]
+    assert m.trades() == []
+    assert m.depth(True) == [(5_000, 5, 1)]
+
+
+def test_repriced_gtd_order_is_queued_for_expiry_once() -> None:
+    m = run(
+        G(A=Acct(credits=100)),
+        [
+            "A sell limit 10 @ 5100 gtd 11:00",
+            "reprice A#1 @ 5200",
+            "reprice A#1 @ 5150",
+            "reprice A#1 @ 5120",
+        ],
+    )
+    assert m.engine.expiries == [(at(MONDAY, "11:00"), m.refs["A#1"])]
+    m.line("11:00 tick")
+    assert m.expired() == [("A#1", 10)]
+    assert m.engine.expiries == []

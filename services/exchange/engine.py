@@ -601,7 +601,7 @@ class Engine:
             order.held_cash = new_hold
             account.cash_held -= cash
             account.cash += cash
-            pass
+            account.open_buy -= cut
         else:
             back = serials.take(order.credits, cut)
             serials.add(account.credits.setdefault(order.instrument, []), back)
