@@ -22,8 +22,12 @@ state=sealed payload, notification_id=position)``.
 
 from __future__ import annotations
 
+import hashlib
+import sqlite3
+import struct
 import threading
-from collections.abc import Iterable
+from binascii import hexlify
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
@@ -33,7 +37,7 @@ from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore, SQLiteProcessRec
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
-from events.chain import GENESIS, link, seal, unseal
+from events.chain import GENESIS, unseal
 from events.codec import Pending
 
 __all__ = [
@@ -109,16 +113,57 @@ def _head_from(row: tuple[Any, ...] | None) -> tuple[int, str]:
     return int(row[0]), unseal(bytes(row[1]))[1]
 
 
-def _chain_rows(
-    log_name: str, pending: Iterable[Pending], position: int, digest: str
-) -> tuple[list[tuple[str, int, str, bytes, int]], str]:
-    rows = []
-    for item in pending:
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+_COPY_TRAILER = b"\xff\xff"
+_I4 = struct.Struct(">i").pack
+_I4_I8 = struct.Struct(">iq").pack
+_SEAL = b',"hash":"'
+_topic_fields: dict[str, bytes] = {}
+
+
+def _copy_chained(
+    write: Callable[[bytes | bytearray], None],
+    lead: bytes,
+    pending: Iterable[Pending],
+    position: int,
+    digest: str,
+    chunk: int = 65_536,
+) -> tuple[int, str]:
+    """Number, hash-chain and seal `pending` straight into binary COPY data.
+
+    The same formula as :func:`events.chain.link` and :func:`events.chain.seal`,
+    inlined: the database parses one chunk while Python prepares the next, so the
+    store runs at about raw COPY speed. Rows are (log name, position, topic, payload,
+    position). Returns (entries written, new head hash).
+    """
+    sha256 = hashlib.sha256
+    previous = digest.encode()
+    first = position
+    buffer = bytearray(_COPY_HEADER)
+    for name, head, tail in pending:
         position += 1
-        body = item.body(position)
-        digest = link(digest, body)
-        rows.append((log_name, position, item.type_name, seal(body, digest), position))
-    return rows, digest
+        body = head + b"%d" % position + tail
+        previous = hexlify(sha256(previous + body).digest())
+        topic = _topic_fields.get(name)
+        if topic is None:
+            encoded = name.encode()
+            topic = _topic_fields[name] = _I4(len(encoded)) + encoded
+        number = _I4_I8(8, position)
+        buffer += lead
+        buffer += number
+        buffer += topic
+        buffer += _I4(len(body) + 74)  # body - "}" + ',"hash":"' + 64 hex + '"}'
+        buffer += body[:-1]
+        buffer += _SEAL
+        buffer += previous
+        buffer += b'"}'
+        buffer += number
+        if len(buffer) >= chunk:
+            write(buffer)
+            buffer = bytearray()
+    buffer += _COPY_TRAILER
+    write(buffer)
+    return position - first, previous.decode()
 
 
 class PostgresLogRecorder(PostgresProcessRecorder):
@@ -151,25 +196,26 @@ class PostgresLogRecorder(PostgresProcessRecorder):
             "WHERE notification_id > %s AND notification_id <= %s "
             "ORDER BY notification_id LIMIT %s"
         ).format(table)
-        self._types = ["text", "int8", "text", "bytea", "int8"]
+        name = log_name.encode()
+        # Binary COPY tuple lead: 5 fields, then originator_id (the log name).
+        self._lead = b"\x00\x05" + _I4(len(name)) + name
 
     def append(self, pending: Iterable[Pending], tracking: Tracking | None) -> Appended | None:
         with self.datastore.transaction(commit=True) as curs:
             self._lock_table(curs)
             curs.execute(self._head, prepare=True)
             position, digest = _head_from(_as_tuple(curs.fetchone()))
-            rows, head = _chain_rows(self.log_name, pending, position, digest)
-            if rows:
+            count, head = 0, digest
+            items = list(pending)
+            if items:
                 with curs.copy(self._copy) as copy:
-                    copy.set_types(self._types)
-                    for row in rows:
-                        copy.write_row(row)
+                    count, head = _copy_chained(copy.write, self._lead, items, position, digest)
                 self._notify_channel(curs)
             if tracking is not None:
                 _insert_tracking_or_conflict(self, curs, tracking)
-        if not rows:
+        if not count:
             return None
-        return Appended(position + 1, position + len(rows), head)
+        return Appended(position + 1, position + count, head)
 
     def read(self, after: int, limit: int, upto: int | None = None) -> list[Row]:
         stop = upto if upto is not None else 2**63 - 1
@@ -204,6 +250,32 @@ def _insert_tracking_or_conflict(recorder: Any, cursor: Any, tracking: Tracking)
         ) from error
 
 
+_ROWS_PER_INSERT = 50
+
+
+def _values(rows: int) -> str:
+    return ",".join(
+        f"(?1,?{3 * i + 2},?{3 * i + 3},?{3 * i + 4},?{3 * i + 2})" for i in range(rows)
+    )
+
+
+def _chain_flat(pending: Iterable[Pending], position: int, digest: str) -> tuple[list[Any], str]:
+    """Number, chain and seal `pending` as flat (position, topic, payload) triples.
+
+    The formula of :func:`events.chain.link` and :func:`events.chain.seal`, inlined.
+    """
+    sha256 = hashlib.sha256
+    previous = digest.encode()
+    flat: list[Any] = []
+    extend = flat.extend
+    for name, head, tail in pending:
+        position += 1
+        body = head + b"%d" % position + tail
+        previous = hexlify(sha256(previous + body).digest())
+        extend((position, name, body[:-1] + _SEAL + previous + b'"}'))
+    return flat, previous.decode()
+
+
 class SQLiteLogRecorder(SQLiteProcessRecorder):
     """An SQLite log table written with ``executemany`` inside ``BEGIN IMMEDIATE``.
 
@@ -216,10 +288,14 @@ class SQLiteLogRecorder(SQLiteProcessRecorder):
     ) -> None:
         super().__init__(datastore, events_table_name=events_table_name)
         self.log_name = log_name
-        self._insert = (
+        insert = (
             f"INSERT INTO {events_table_name} "
-            "(originator_id, originator_version, topic, state, rowid) VALUES (?,?,?,?,?)"
+            "(originator_id, originator_version, topic, state, rowid) VALUES "
         )
+        # Multi-row VALUES: ?1 is the log name, then (position, topic, payload) per row,
+        # the position bound twice (version and rowid). ~1.5x executemany of single rows.
+        self._insert_many = insert + _values(_ROWS_PER_INSERT)
+        self._insert_one = insert + _values(1)
         self._head = f"SELECT rowid, state FROM {events_table_name} ORDER BY rowid DESC LIMIT 1"
         self._read = (
             f"SELECT rowid, topic, state FROM {events_table_name} "
@@ -235,8 +311,10 @@ class SQLiteLogRecorder(SQLiteProcessRecorder):
             raw.execute("BEGIN IMMEDIATE")
             try:
                 position, digest = _head_from(raw.execute(self._head).fetchone())
-                rows, head = _chain_rows(self.log_name, pending, position, digest)
-                raw.executemany(self._insert, rows)
+                flat, head = _chain_flat(pending, position, digest)
+                count = len(flat) // 3
+                if count:
+                    self._insert_flat(raw, flat)
                 if tracking is not None:
                     cursor = SQLiteCursor(raw.cursor())
                     _insert_tracking_or_conflict(self, cursor, tracking)
@@ -244,9 +322,21 @@ class SQLiteLogRecorder(SQLiteProcessRecorder):
                 raw.rollback()
                 raise
             raw.commit()
-        if not rows:
+        if not count:
             return None
-        return Appended(position + 1, position + len(rows), head)
+        return Appended(position + 1, position + count, head)
+
+    def _insert_flat(self, raw: sqlite3.Connection, flat: list[Any]) -> None:
+        """Insert (position, topic, payload) triples, `_ROWS_PER_INSERT` rows a statement."""
+        log = (self.log_name,)
+        step = 3 * _ROWS_PER_INSERT
+        full = len(flat) // step * step
+        if full:
+            raw.executemany(
+                self._insert_many, [log + tuple(flat[i : i + step]) for i in range(0, full, step)]
+            )
+        for i in range(full, len(flat), 3):
+            raw.execute(self._insert_one, log + tuple(flat[i : i + 3]))
 
     def read(self, after: int, limit: int, upto: int | None = None) -> list[Row]:
         stop = upto if upto is not None else 2**63 - 1
