@@ -5,9 +5,10 @@ PostgreSQL store, and, in the same run on the same PostgreSQL server, binary-COP
 same rows, prebuilt before the clock starts, into an identical table (same columns, same
 indexes) with no encoding, hashing or locking: the machine's ceiling for this table.
 A CHECKPOINT precedes each PostgreSQL measurement so neither pays for the other's WAL.
-Prints events/s for each and the ratio store/COPY; the last line is one JSON object with the figures.
+Prints events/s for each and the ratio store/COPY; the last line is one JSON object
+with the figures.
 
-    python scripts/bench_store.py [--n 1000000] [--batch 5000] [--db postgresql://...]
+    python scripts/bench_store.py [--n 1000000] [--batch 10000] [--db postgresql://...]
 
 Without --db it starts a throwaway PostgreSQL server (fsync on, like production).
 """
@@ -56,10 +57,12 @@ def make_events(n: int) -> list[Pending]:
 
 def checkpoint(url: str) -> None:
     """Flush dirty pages first, so each measurement starts from the same state."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        # An external server without superuser rights: measure as it is.
-        with contextlib.suppress(psycopg.errors.InsufficientPrivilege):
-            conn.execute("CHECKPOINT")
+    # An external server without superuser rights: measure as it is.
+    with (
+        psycopg.connect(url, autocommit=True) as conn,
+        contextlib.suppress(psycopg.errors.InsufficientPrivilege),
+    ):
+        conn.execute("CHECKPOINT")
 
 
 def bench_store(url: str, pending: list[Pending], batch: int) -> float:
