@@ -89,7 +89,8 @@ class TradeExecuted(Event):
 class OrderCancelled(Event):
     """An order's remainder was cancelled and its hold released.
 
-    `reason`: `requested`, `ioc_remainder`, `market_remainder`, `self_trade`.
+    `reason`: `requested`, `ioc_remainder`, `market_remainder`, `self_trade`,
+    `outside_price_band` (a resting order the next day's band no longer admits).
     """
 
     order_id: int

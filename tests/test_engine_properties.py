@@ -117,17 +117,20 @@ kinds = st.sampled_from([k for k, n in WEIGHTS.items() for _ in range(n)])
 op = st.tuples(dt, kinds.flatmap(KINDS.__getitem__))
 streams = st.lists(op, min_size=20, max_size=70)
 # Blocks of ≥ 40 t, so random streams can afford them; now and then a fee override for
-# every instrument, or resale allowed on the day of purchase.
+# every instrument, resale allowed on the day of purchase, or self-trade prevention that
+# cancels the resting order instead of the incoming one.
 configs = st.builds(
-    lambda calendar, fee_bps, resale_next_day: EngineConfig(
+    lambda calendar, fee_bps, resale_next_day, self_trade: EngineConfig(
         calendar=calendar,
         block_min_quantity=40,
         fee_bps=fee_bps,
         resale_next_day=resale_next_day,
+        self_trade=self_trade,
     ),
     st.sampled_from([ALWAYS, ALWAYS, CN_ETS]),
     st.sampled_from([None, None, None, 3]),
     st.sampled_from([True, True, False]),
+    st.sampled_from(["cancel_incoming", "cancel_incoming", "cancel_resting"]),
 )
 
 

@@ -684,6 +684,77 @@ BLOCKS = [
 ]
 
 
+# ---------------------------------------------------------------------------- day-boundary and
+# policy rules
+
+POLICIES = [
+    Scenario(
+        # Day 1 closes at 5400 (one trade); day 2's band is 4860..5940, so C's resting
+        # gtc bid at 4600 (inside day 1's 4500..5500) is cancelled at the close and its
+        # hold (4600 × 10 + 10 = 46,010) returned.
+        "a resting order outside the next day's band is cancelled at the close",
+        G(A=Acct(credits=10), B=Acct(cash=M), C=Acct(cash=M)),
+        [
+            "C buy limit 10 @ 4600 gtc",
+            "A sell limit 1 @ 5400",
+            "B buy limit 1 @ 5400",
+            "tick +1d 10:00",
+        ],
+        closes=[("2025-03-03", 5400, 1)],
+        cancels=[("C#1", "outside_price_band", 10)],
+        bids=[],
+        balances={"C": (M, 0, 0, 0)},
+    ),
+    Scenario(
+        "a post-only order cannot be repriced across the spread",
+        G(A=Acct(credits=10), B=Acct(cash=M)),
+        [
+            "A sell limit 10 @ 5100 gtc",
+            "B buy limit 10 @ 5000 gtc post-only",
+            "reprice B#1 @ 5100",
+            "reprice B#1 @ 5099",
+        ],
+        rejects=[("B RepriceOrder", "post_only_would_trade")],
+        trades=[],
+        bids=[(5099, 10, 1)],
+        asks=[(5100, 10, 1)],
+    ),
+    Scenario(
+        # cancel_resting: A's own resting ask is cancelled, then A buys B's ask; the
+        # remainder of A's bid rests.
+        "self-trade prevention set to cancel the resting order",
+        Given(
+            accounts={"A": Acct(cash=M, credits=10), "B": Acct(credits=10)},
+            config={"self_trade": "cancel_resting"},
+        ),
+        [
+            "A sell limit 10 @ 5000 gtc",
+            "B sell limit 10 @ 5010 gtc",
+            "A buy limit 20 @ 5010",
+        ],
+        cancels=[("A#1", "self_trade", 10)],
+        trades=[("A", "B", 5010, 10)],
+        bids=[(5010, 10, 1)],
+        asks=[],
+    ),
+    Scenario(
+        "credits cannot be transferred out of or into a frozen account",
+        G(A=Acct(credits=10), B=Acct()),
+        ["freeze A", "A transfer 5 to B", "unfreeze A", "freeze B", "A transfer 5 to B"],
+        rejects=[
+            ("A TransferCredits", "account_frozen"),
+            ("B TransferCredits", "account_frozen"),
+        ],
+        balances={"A": (0, 0, 10, 0), "B": (0, 0, 0, 0)},
+    ),
+]
+
+
+@pytest.mark.parametrize("s", POLICIES, ids=str)
+def test_policies(s: Scenario) -> None:
+    check(s)
+
+
 @pytest.mark.parametrize("s", ORDER_TYPES, ids=str)
 def test_order_types(s: Scenario) -> None:
     check(s)

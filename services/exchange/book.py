@@ -29,6 +29,7 @@ class Order:
         "instrument",
         "is_buy",
         "order_type",
+        "post_only",
         "price",
         "quantity",
         "remaining",
@@ -60,6 +61,7 @@ class Order:
         self.time_in_force = time_in_force
         self.expire_at = expire_at
         self.held_cash = 0
+        self.post_only = False
         # Serial ranges a sell order holds, lowest first.
         self.credits: list[list[int]] = []
 

@@ -22,3 +22,13 @@ class EngineConfig:
     resale_next_day: bool = True
     #: Fee override for every instrument (None: each instrument's listed fee).
     fee_bps: int | None = None
+    #: Self-trade prevention when an incoming order meets a resting order of the same
+    #: enterprise: "cancel_incoming" (RULES.md default: the incoming remainder is
+    #: cancelled) or "cancel_resting" (the resting order is cancelled, matching goes on).
+    self_trade: str = "cancel_incoming"
+
+    def __post_init__(self) -> None:
+        if self.self_trade not in ("cancel_incoming", "cancel_resting"):
+            raise ValueError(
+                f"self_trade must be cancel_incoming or cancel_resting, not {self.self_trade!r}"
+            )

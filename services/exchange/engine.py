@@ -16,7 +16,7 @@ hold always covers its fills, and what a fill does not need is released at once.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from heapq import heappop, heappush
 from typing import Any
 
@@ -66,6 +66,7 @@ class Account:
         "bought_today",
         "cash",
         "cash_held",
+        "credit_qty",
         "credits",
         "credits_held",
         "enterprise_id",
@@ -82,19 +83,27 @@ class Account:
         self.cash = 0  # available fen
         self.cash_held = 0
         self.credits: dict[str, list[list[int]]] = {}  # available serial ranges
+        self.credit_qty: dict[str, int] = {}  # tonnes in those ranges (derived, cached)
         self.credits_held: dict[str, int] = {}  # tonnes held by open sell orders
         self.bought_today: dict[str, int] = {}
         self.open_buy = 0  # tonnes on open buy orders (for the position limit)
         self.position_limit = 0  # 0: no limit
 
     def available(self, instrument: str) -> int:
-        ranges = self.credits.get(instrument)
-        return serials.count(ranges) if ranges else 0
+        return self.credit_qty.get(instrument, 0)
 
     def holdings(self) -> int:
-        return sum(serials.count(r) for r in self.credits.values()) + sum(
-            self.credits_held.values()
-        )
+        return sum(self.credit_qty.values()) + sum(self.credits_held.values())
+
+    def take_credits(self, instrument: str, quantity: int) -> list[tuple[int, int]]:
+        """Remove the lowest `quantity` available serials (the caller checked there are)."""
+        self.credit_qty[instrument] -= quantity
+        return serials.take(self.credits[instrument], quantity)
+
+    def give_credits(self, instrument: str, ranges: Sequence[Sequence[int]], quantity: int) -> None:
+        """Add serial `ranges` (holding `quantity` tonnes) to the available credits."""
+        serials.add(self.credits.setdefault(instrument, []), ranges)
+        self.credit_qty[instrument] = self.credit_qty.get(instrument, 0) + quantity
 
 
 class Instrument:
@@ -247,6 +256,13 @@ class Engine:
             )
             inst.previous_close = close
             inst.reset_day()
+        # Resting orders the new band no longer admits could otherwise trade outside it
+        # tomorrow: cancel them now, in arrival order, with their holds released.
+        for order in list(self.orders.values()):
+            lower, upper = self._band(self.instruments[order.instrument], self.config.band_bps)
+            if not lower <= order.price <= upper:
+                self._take_off_book(order)
+                results.append(self._cancel_remainder(order, "outside_price_band"))
 
     def _tick(self, command: c.Tick, position: int) -> list[Event]:
         return []  # _advance already did what the passage of time implies
@@ -311,6 +327,7 @@ class Engine:
             cmd.time_in_force,
             cmd.expire_at,
         )
+        order.post_only = cmd.post_only
         if is_buy:
             limit_qty = account.position_limit
             if limit_qty and account.holdings() + account.open_buy + cmd.quantity > limit_qty:
@@ -328,9 +345,7 @@ class Engine:
             if sellable < cmd.quantity:
                 reason = "insufficient_credits" if available < cmd.quantity else "resale_same_day"
                 return [self._rejected(cmd, position, reason)]
-            order.credits = [
-                list(r) for r in serials.take(account.credits[cmd.instrument], cmd.quantity)
-            ]
+            order.credits = [list(r) for r in account.take_credits(cmd.instrument, cmd.quantity)]
             account.credits_held[cmd.instrument] = (
                 account.credits_held.get(cmd.instrument, 0) + cmd.quantity
             )
@@ -410,9 +425,11 @@ class Engine:
             reason=reason,
         )
 
-    @staticmethod
-    def _fillable(book: Book, is_buy: bool, limit: int, enterprise_id: str, wanted: int) -> int:
-        """How much an incoming order could fill now (self-trade prevention stops it)."""
+    def _fillable(
+        self, book: Book, is_buy: bool, limit: int, enterprise_id: str, wanted: int
+    ) -> int:
+        """How much an incoming order could fill now, self-trade prevention included."""
+        skip_own = self.config.self_trade == "cancel_resting"
         levels, prices = book.opposite(is_buy)
         ordered = prices if is_buy else reversed(prices)
         total = 0
@@ -421,6 +438,8 @@ class Engine:
                 break
             for maker in levels[price].values():
                 if maker.enterprise_id == enterprise_id:
+                    if skip_own:
+                        continue
                     return total
                 total += maker.remaining
                 if total >= wanted:
@@ -440,7 +459,11 @@ class Engine:
             level = levels[price]
             maker = next(iter(level.values()))
             if maker.enterprise_id == taker.enterprise_id:
-                return True
+                if self.config.self_trade == "cancel_incoming":
+                    return True
+                self._take_off_book(maker)
+                results.append(self._cancel_remainder(maker, "self_trade"))
+                continue
             quantity = min(taker.remaining, maker.remaining)
             if is_buy:
                 results.append(self._settle(inst, taker, maker, price, quantity, aggressor))
@@ -474,7 +497,7 @@ class Engine:
         sell.remaining -= quantity
         moved = serials.take(sell.credits, quantity)
         seller.credits_held[symbol] -= quantity
-        serials.add(buyer.credits.setdefault(symbol, []), moved)
+        buyer.give_credits(symbol, moved, quantity)
         if self.config.resale_next_day:
             buyer.bought_today[symbol] = buyer.bought_today.get(symbol, 0) + quantity
         seller.cash += notional - fee
@@ -519,8 +542,8 @@ class Engine:
             account.open_buy -= order.remaining
             order.held_cash = 0
         else:
-            credits = serials.count(order.credits)
-            serials.add(account.credits.setdefault(order.instrument, []), order.credits)
+            credits = order.remaining
+            account.give_credits(order.instrument, order.credits, credits)
             account.credits_held[order.instrument] -= credits
             order.credits = []
         return cash, credits
@@ -604,7 +627,7 @@ class Engine:
             account.open_buy -= cut
         else:
             back = serials.take(order.credits, cut)
-            serials.add(account.credits.setdefault(order.instrument, []), back)
+            account.give_credits(order.instrument, back, cut)
             account.credits_held[order.instrument] -= cut
             credits = cut
         order.remaining = cmd.quantity
@@ -645,6 +668,10 @@ class Engine:
             return refuse("market_closed")
         if not lower <= cmd.price <= upper:
             return refuse("outside_price_band", f"band is {lower}..{upper}")
+        if order.post_only:
+            best = inst.book.best_ask() if order.is_buy else inst.book.best_bid()
+            if best is not None and (cmd.price >= best if order.is_buy else cmd.price <= best):
+                return refuse("post_only_would_trade")
         delta = 0
         if order.is_buy:
             new_hold = self._buy_hold(cmd.price, order.remaining, self._fee_bps(inst))
@@ -710,8 +737,8 @@ class Engine:
             return refuse("position_limit")
         if notional + fee > buyer.cash:
             return refuse("insufficient_cash")
-        moved = serials.take(seller.credits[cmd.instrument], cmd.quantity)
-        serials.add(buyer.credits.setdefault(cmd.instrument, []), moved)
+        moved = seller.take_credits(cmd.instrument, cmd.quantity)
+        buyer.give_credits(cmd.instrument, moved, cmd.quantity)
         if self.config.resale_next_day:
             buyer.bought_today[cmd.instrument] = (
                 buyer.bought_today.get(cmd.instrument, 0) + cmd.quantity
@@ -905,7 +932,7 @@ class Engine:
         first = inst.next_serial
         last = first + cmd.quantity - 1
         inst.next_serial = last + 1
-        serials.add(account.credits.setdefault(cmd.instrument, []), [(first, last)])
+        account.give_credits(cmd.instrument, [(first, last)], cmd.quantity)
         return [
             CreditsIssued(
                 enterprise_id=cmd.enterprise_id,
@@ -926,8 +953,27 @@ class Engine:
         target = self._account_or_reject(cmd.to_enterprise_id, "TransferCredits")
         if isinstance(target, CommandRejected):
             return [target]
-        moved = serials.take(source.credits[cmd.instrument], cmd.quantity)
-        serials.add(target.credits.setdefault(cmd.instrument, []), moved)
+        for account in (source, target):
+            if account.frozen:
+                return [
+                    CommandRejected(
+                        command="TransferCredits",
+                        enterprise_id=account.enterprise_id,
+                        reason="account_frozen",
+                    )
+                ]
+        if target.position_limit and (
+            target.holdings() + target.open_buy + cmd.quantity > target.position_limit
+        ):
+            return [
+                CommandRejected(
+                    command="TransferCredits",
+                    enterprise_id=cmd.to_enterprise_id,
+                    reason="position_limit",
+                )
+            ]
+        moved = source.take_credits(cmd.instrument, cmd.quantity)
+        target.give_credits(cmd.instrument, moved, cmd.quantity)
         return [
             CreditsTransferred(
                 from_enterprise_id=cmd.from_enterprise_id,
@@ -945,7 +991,7 @@ class Engine:
         )
         if isinstance(account, CommandRejected):
             return [account]
-        gone = serials.take(account.credits[cmd.instrument], cmd.quantity)
+        gone = account.take_credits(cmd.instrument, cmd.quantity)
         return [
             CreditsSurrendered(
                 enterprise_id=cmd.enterprise_id,
@@ -962,7 +1008,7 @@ class Engine:
         )
         if isinstance(account, CommandRejected):
             return [account]
-        gone = serials.take(account.credits[cmd.instrument], cmd.quantity)
+        gone = account.take_credits(cmd.instrument, cmd.quantity)
         return [
             CreditsRetired(
                 enterprise_id=cmd.enterprise_id,
@@ -1033,6 +1079,7 @@ class Engine:
                 o.expire_at,
                 o.held_cash,
                 [list(r) for r in o.credits],
+                o.post_only,
             ]
             for o in self.orders.values()
         ]
@@ -1072,6 +1119,7 @@ class Engine:
             account.cash = a["cash"]
             account.cash_held = a["cash_held"]
             account.credits = {k: [list(r) for r in v] for k, v in a["credits"].items()}
+            account.credit_qty = {k: serials.count(v) for k, v in account.credits.items()}
             account.credits_held = dict(a["credits_held"])
             account.bought_today = dict(a["bought_today"])
             account.open_buy = a["open_buy"]
@@ -1092,10 +1140,12 @@ class Engine:
             expire_at,
             held_cash,
             credits,
+            post_only,
         ) in data["orders"]:
             order = Order(oid, coid, eid, symbol, is_buy, otype, price, qty, tif, expire_at)
             order.remaining = remaining
             order.held_cash = held_cash
+            order.post_only = post_only
             order.credits = [list(r) for r in credits]
             orders[oid] = order
         engine.orders = orders
