@@ -50,7 +50,7 @@ from events.exchange import (
 from events.market import InstrumentListed
 from services.exchange import serials
 from services.exchange.book import Book, Order
-from services.exchange.calendar import US_PER_DAY, US_PER_MINUTE, iso_day
+from services.exchange.calendar import DaySchedule, iso_day
 from services.exchange.config import EngineConfig
 
 __all__ = ["Account", "Engine", "Instrument"]
@@ -110,6 +110,7 @@ class Instrument:
     """A listed instrument: its terms, book, serial counter and the day's prices."""
 
     __slots__ = (
+        "bands",
         "book",
         "day_high",
         "day_low",
@@ -131,6 +132,7 @@ class Instrument:
         self.previous_close = reference_price
         self.next_serial = 1
         self.book = Book()
+        self.bands: dict[tuple[int, int], tuple[int, int]] = {}  # (close, bps) -> band
         self.reset_day()
 
     def reset_day(self) -> None:
@@ -157,6 +159,7 @@ class Engine:
         self.time = 0
         self.day = -1
         self.day_closed = False
+        self._today: DaySchedule | None = None
         self._handlers: dict[type[Event], Callable[[Any, int], list[Event]]] = {
             c.PlaceOrder: self._place,
             c.CancelOrder: self._cancel,
@@ -204,16 +207,16 @@ class Engine:
 
     def _advance(self, results: list[Event]) -> None:
         now = self.time
-        day = self.calendar.day(now)
-        if day != self.day:
-            if self.day >= 0 and not self.day_closed and self._trading_day(self.day):
+        today = self._today
+        if today is None or now >= today.ends_at:
+            if today is not None and not self.day_closed and today.trading:
                 self._close_day(results)
-            self.day = day
+            today = self._enter_day(self.calendar.day(now))
             self.day_closed = False
             for account in self.accounts.values():
                 account.bought_today.clear()
-        if not self.day_closed and self.calendar.day_closed(now):
-            if self._trading_day(day):
+        if not self.day_closed and now >= today.closes_at:
+            if today.trading:
                 self._close_day(results)
             self.day_closed = True
         expiries = self.expiries
@@ -223,12 +226,17 @@ class Engine:
             if order is not None:
                 results.append(self._expire(order))
 
-    def _trading_day(self, day: int) -> bool:
-        """Whether local `day` has a session: weekends and holidays get no daily close."""
-        cal = self.calendar
-        midnight = day * US_PER_DAY - cal.offset_us
-        return any(
-            cal.continuous_open(midnight + start * US_PER_MINUTE) for start, _ in cal.continuous
+    def _enter_day(self, day: int) -> DaySchedule:
+        """Make local `day` current; weekends and holidays get no daily close."""
+        self.day = day
+        self._today = self.calendar.schedule(day)
+        return self._today
+
+    def _continuous_open(self) -> bool:
+        return (
+            not self.day_closed
+            and self._today is not None
+            and (self._today.continuous_open(self.time))
         )
 
     def _close_day(self, results: list[Event]) -> None:
@@ -281,11 +289,19 @@ class Engine:
         notional = price * quantity
         return notional + self._fee(notional, bps) + quantity if quantity else 0
 
-    def _band(self, inst: Instrument, bps: int) -> tuple[int, int]:
-        close = inst.previous_close
-        lower = -((-close * (10_000 - bps)) // 10_000)  # ceiling
-        upper = close * (10_000 + bps) // 10_000
-        return max(lower, 1), upper
+    @staticmethod
+    def _band(inst: Instrument, bps: int) -> tuple[int, int]:
+        """(lowest, highest) admissible price: ±bps of the previous close, inward-rounded."""
+        key = (inst.previous_close, bps)
+        band = inst.bands.get(key)
+        if band is None:
+            close = inst.previous_close
+            lower = -((-close * (10_000 - bps)) // 10_000)  # ceiling
+            upper = close * (10_000 + bps) // 10_000
+            band = inst.bands[key] = (max(lower, 1), upper)
+            if len(inst.bands) > 8:  # keep only the current close's bands
+                inst.bands = {k: v for k, v in inst.bands.items() if k[0] == close}
+        return band
 
     # ------------------------------------------------------------------ orders
 
@@ -405,7 +421,7 @@ class Engine:
             return "enterprise_suspended"
         if account.frozen:
             return "account_frozen"
-        if not self.calendar.continuous_open(self.time) or self.day_closed:
+        if not self._continuous_open():
             return "market_closed"
         if cmd.quantity <= 0 or (cmd.order_type == "limit" and cmd.price <= 0):
             return "invalid_order"
@@ -664,7 +680,7 @@ class Engine:
             return refuse("enterprise_suspended")
         if account.frozen:
             return refuse("account_frozen")
-        if not self.calendar.continuous_open(self.time) or self.day_closed:
+        if not self._continuous_open():
             return refuse("market_closed")
         if not lower <= cmd.price <= upper:
             return refuse("outside_price_band", f"band is {lower}..{upper}")
@@ -714,7 +730,7 @@ class Engine:
                 return refuse("account_frozen", who)
         if cmd.seller_id == cmd.buyer_id:
             return refuse("self_trade")
-        if not self.calendar.block_open(self.time) or self.day_closed:
+        if self.day_closed or self._today is None or not self._today.block_open(self.time):
             return refuse("market_closed")
         if cmd.quantity < self.config.block_min_quantity:
             return refuse("below_block_minimum")
@@ -1168,6 +1184,7 @@ class Engine:
         engine.fees_collected = data["fees_collected"]
         engine.next_trade_id = data["next_trade_id"]
         engine.time = data["time"]
-        engine.day = data["day"]
+        if data["day"] >= 0:
+            engine._enter_day(data["day"])
         engine.day_closed = data["day_closed"]
         return engine
