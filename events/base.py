@@ -68,12 +68,23 @@ class EventType:
     # Field names whose annotation is a tuple: JSON brings them back as lists, and the
     # decoded event must hold tuples to compare equal with the original.
     tuple_fields: frozenset[str]
+    # Tuple fields that hold only integers at every depth (serial ranges): the codec
+    # can check those for floats on their serialised bytes instead of walking them.
+    int_tuple_fields: frozenset[str] = frozenset()
 
 
 # Names go into canonical bytes verbatim, so they are restricted to what needs no escaping.
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.]{0,63}$")
 _types: dict[str, EventType] = {}
 _upcasters: dict[tuple[str, int], Upcaster] = {}
+
+
+def _only_ints(hint: object) -> bool:
+    if hint is int:
+        return True
+    if typing.get_origin(hint) is tuple:
+        return all(arg is Ellipsis or _only_ints(arg) for arg in typing.get_args(hint))
+    return False
 
 
 def _is_tuple_annotation(hint: object) -> bool:
@@ -107,7 +118,8 @@ def event_type(name: str, version: int = 1) -> Callable[[E], E]:
         tuple_fields = frozenset(
             f.name for f in dataclasses.fields(dc) if _is_tuple_annotation(hints[f.name])
         )
-        _types[name] = EventType(name, version, dc, tuple_fields)
+        int_tuples = frozenset(f for f in tuple_fields if _only_ints(hints[f]))
+        _types[name] = EventType(name, version, dc, tuple_fields, int_tuples)
         return typing.cast(E, dc)
 
     return decorate

@@ -91,14 +91,30 @@ def _compile_framer(cls: type[Event]) -> Callable[[Event, int, int | None], Pend
     the keys already in sorted order. Measured ~2x faster than a generic loop.
     """
     names = sorted(cls.__dataclass_fields__)  # type: ignore[attr-defined]
+    int_tuples = lookup(cls.type_name).int_tuple_fields
     values = [f"v{i}" for i in range(len(names))]
     unpack = f"    ({', '.join(values)},) = ({', '.join('event.' + n for n in names)},)"
-    scalar = " and ".join(f"type({v}) in S" for v in values) or "True"
-    literal = ", ".join(f"{n!r}: {v}" for n, v in zip(names, values, strict=True))
+    # Integer-only tuples (serial ranges) are serialised on their own and checked on
+    # their bytes (orjson writes every float with "." or "e"), then spliced in whole.
+    prepare = [
+        f"    r{i} = dumps({v}); f{i} = Fragment(r{i})"
+        for i, (n, v) in enumerate(zip(names, values, strict=True))
+        if n in int_tuples
+    ]
+    checks = [
+        f'b"." not in r{i} and b"e" not in r{i}' if n in int_tuples else f"type({v}) in S"
+        for i, (n, v) in enumerate(zip(names, values, strict=True))
+    ]
+    scalar = " and ".join(checks) or "True"
+    literal = ", ".join(
+        f"{n!r}: {f'f{i}' if n in int_tuples else v}"
+        for i, (n, v) in enumerate(zip(names, values, strict=True))
+    )
     source = "\n".join(
         [
             "def framer(event, time, cause):",
             unpack if names else "    pass",
+            *prepare,
             f"    if {scalar}:",
             "        data = dumps({" + literal + "})",
             "    else:",
@@ -109,6 +125,7 @@ def _compile_framer(cls: type[Event]) -> Callable[[Event, int, int | None], Pend
     )
     namespace: dict[str, Any] = {
         "dumps": orjson.dumps,
+        "Fragment": orjson.Fragment,
         "S": _SCALARS,
         "slow": encode_data,
         "new": tuple.__new__,

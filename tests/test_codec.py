@@ -112,3 +112,34 @@ def test_any_event_round_trips_and_encodes_deterministically(
         position
     )
     assert decode(body) == events.Decoded(position, time, event)
+
+
+def test_framing_refuses_a_float_hidden_in_serial_ranges() -> None:
+    from events.exchange import TradeExecuted
+
+    def trade(serials: tuple[tuple[int, int], ...]) -> TradeExecuted:
+        return TradeExecuted(
+            trade_id=1,
+            instrument="HCC-2025",
+            price=5_000,
+            quantity=10,
+            buy_order_id=2,
+            sell_order_id=3,
+            buyer_id="B",
+            seller_id="A",
+            aggressor="buy",
+            buyer_fee=1,
+            seller_fee=1,
+            buyer_released=0,
+            serials=serials,
+        )
+
+    good = trade(((1, 5), (9, 13)))
+    body = frame(good, 5, cause=7).body(1)
+    assert body == (
+        b'{"cause":7,"data":' + encode_data(good) + b',"position":1,"time":5,'
+        b'"type":"TradeExecuted","v":1}'
+    )
+    assert decode(body).event == good and decode(body).cause == 7
+    with pytest.raises(FloatRefused, match=r"serials\[0\]\[1\]"):
+        frame(trade(((1, 5.0),)), 5)  # type: ignore[arg-type]
