@@ -171,6 +171,8 @@ def _freeze(value: Any) -> Any:
 def to_event(name: str, version: int, data: Mapping[str, Any]) -> Event:
     """Build today's event class from a stored (name, version, data), upcasting on the way."""
     kind = lookup(name)
+    if version == kind.version and not kind.tuple_fields:
+        return kind.cls(**data)  # the common case: nothing to change
     fields = dict(data)
     if version != kind.version:
         fields = upcast(name, version, fields)
