@@ -4,9 +4,10 @@ In ONE run, on the realistic mix of scripts/workload.py (limit ~60%, market 10%,
 IOC/FOK 10%, cancels 20%, ~30% crossing, 200 enterprises):
 
 * in-memory engine rate (no I/O);
-* end to end on SQLite and on PostgreSQL: commands appended to the intake log by a
-  feeder thread while the engine runner journals the results (orders/s until the last
-  result is journaled);
+* end to end on SQLite and on PostgreSQL: commands appended to the intake log while the
+  engine journals the results (orders/s until the last result is journaled), once with
+  writer and engine as threads of one process (as `carbonx serve`), once with the
+  engine as its own process (`carbonx engine`, as deployed apart; the reported figure);
 * a naive baseline: one `eventsourcing` aggregate saved per order on PostgreSQL;
 * the raw PostgreSQL binary COPY row rate into a journal-shaped table;
 * latency from intake append to journaled result at 10,000 orders/s offered load
@@ -22,11 +23,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -73,6 +78,47 @@ def end_to_end(url: str, commands: list[tuple[Event, int]], chunk: int = 5_000) 
         elapsed = time.perf_counter() - started
         feeder.join()
         assert store.journal.tracking(ENGINE_READER) == len(commands)
+    return len(commands) / elapsed
+
+
+def end_to_end_process(url: str, commands: list[tuple[Event, int]], chunk: int = 5_000) -> float:
+    """The same, with the engine as its own process (`carbonx engine`), as deployed apart:
+    intake writer and engine then run on separate cores."""
+    root = Path(__file__).resolve().parents[1]
+    with open_store(url) as store:
+        engine = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "services.cli",
+                "engine",
+                "--db",
+                url,
+                "--calendar",
+                "always",
+                "--batch",
+                "5000",
+                "--snapshot-every",
+                "0",
+            ],
+            cwd=root,
+            env={**os.environ, "PYTHONPATH": str(root)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            time.sleep(2.0)  # let it start and recover (an empty log) before the clock runs
+            intake = Intake(store)
+            started = time.perf_counter()
+            for start in range(0, len(commands), chunk):
+                intake.submit(commands[start : start + chunk])
+            while store.journal.tracking(ENGINE_READER) < len(commands):
+                assert engine.poll() is None, "engine process died"
+                time.sleep(0.002)
+            elapsed = time.perf_counter() - started
+        finally:
+            engine.send_signal(signal.SIGTERM)
+            engine.wait(timeout=30)
     return len(commands) / elapsed
 
 
@@ -216,8 +262,11 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         rate = end_to_end(f"sqlite:///{tmp}/e2e.db", commands)
+        out["sqlite_inprocess_orders_per_s"] = round(rate)
+        print(f"end to end, SQLite, one process:        {rate:,.0f} orders/s")
+        rate = end_to_end_process(f"sqlite:///{tmp}/e2e-apart.db", commands)
         out["sqlite_orders_per_s"] = round(rate)
-        print(f"end to end, SQLite:           {rate:,.0f} orders/s")
+        print(f"end to end, SQLite, engine apart:       {rate:,.0f} orders/s")
         lat = latency(f"sqlite:///{tmp}/lat.db", commands, args.rate, args.seconds)
         q = statistics.quantiles(lat, n=100)
         out["sqlite_p50_ms"], out["sqlite_p99_ms"] = round(q[49], 2), round(q[98], 2)
@@ -226,8 +275,11 @@ def main() -> None:
     with postgres(args.db) as server:
         url = fresh_db(server, "bench_e2e")
         rate = end_to_end(url, commands)
+        out["postgres_inprocess_orders_per_s"] = round(rate)
+        print(f"end to end, PostgreSQL, one process:    {rate:,.0f} orders/s")
+        rate = end_to_end_process(fresh_db(server, "bench_e2e_apart"), commands)
         out["postgres_orders_per_s"] = round(rate)
-        print(f"end to end, PostgreSQL:       {rate:,.0f} orders/s")
+        print(f"end to end, PostgreSQL, engine apart:   {rate:,.0f} orders/s")
         out["copy_rows_per_s"] = round(copy_rate(url))
         print(f"raw COPY, PostgreSQL:         {out['copy_rows_per_s']:,} rows/s")
         lat = latency(fresh_db(server, "bench_lat"), commands, args.rate, args.seconds)
