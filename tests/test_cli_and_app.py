@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
+from rawsql import delete_journal_entry
 
 from events import commands as c
 from events.base import Event
@@ -66,26 +67,10 @@ def test_verify_exit_status_follows_the_chain(store_url: str) -> None:
     assert "journal: ok, 50 events" in ok.output and "intake: ok, 50 events" in ok.output
     assert "re-execution: ok, 50 commands reproduced 50 journal events" in ok.output
 
-    with open_store(store_url) as store:
-        table_key = "rowid" if store.backend == "sqlite" else "notification_id"
-    _delete_row(store_url, table_key, 20)
+    delete_journal_entry(store_url, 20)
     broken = runner.invoke(main, ["verify", "--db", store_url, "--quiet"])
     assert broken.exit_code == 1
     assert "journal: BROKEN at position 20" in broken.output
-
-
-def _delete_row(url: str, key: str, position: int) -> None:
-    statement = f"DELETE FROM journal_events WHERE {key} = {position}"
-    if url.startswith("sqlite"):
-        import sqlite3
-
-        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
-            conn.execute(statement)
-    else:
-        import psycopg
-
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(statement.encode())
 
 
 def test_serve_process_answers_healthz_on_a_fresh_data_dir(tmp_path: Path) -> None:

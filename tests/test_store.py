@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 
-import psycopg
 import pytest
+from rawsql import delete_journal_entry, raw_sql
 
 from events import ChainWalker, decode, frame
 from events.accounts import CashDeposited
@@ -140,21 +140,10 @@ def test_wait_and_follow_wake_on_new_positions(store: Store) -> None:
     assert seen == list(range(1, 31))
 
 
-def _tamper(url: str, sql_sqlite: str, sql_pg: str) -> None:
-    if url.startswith("sqlite"):
-        import sqlite3
-
-        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
-            conn.execute(sql_sqlite)
-    else:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(sql_pg.encode())
-
-
 def test_verifier_names_a_payload_changed_in_the_database(store_url: str) -> None:
     with open_store(store_url) as store:
         store.journal.append(_pending(1_000))
-    _tamper(
+    raw_sql(
         store_url,
         "UPDATE journal_events SET state = CAST(replace(CAST(state AS TEXT), "
         "'\"amount\":617', '\"amount\":716') AS BLOB) WHERE rowid = 618",
@@ -170,11 +159,7 @@ def test_verifier_names_a_payload_changed_in_the_database(store_url: str) -> Non
 def test_verifier_names_a_deleted_event(store_url: str) -> None:
     with open_store(store_url) as store:
         store.journal.append(_pending(100))
-    _tamper(
-        store_url,
-        "DELETE FROM journal_events WHERE rowid = 40",
-        "DELETE FROM journal_events WHERE notification_id = 40",
-    )
+    delete_journal_entry(store_url, 40)
     with open_store(store_url) as store:
         report = store.journal.verify()
     assert not report.ok and report.broken_at == 40 and "missing" in (report.reason or "")
@@ -186,3 +171,22 @@ def test_walker_matches_store_verify_page_by_page(store: Store) -> None:
     for page in store.journal.pages(batch=33):
         walker.feed((row.position, row.payload) for row in page)
     assert walker.report() == store.journal.verify(batch=100)
+
+
+def test_verifier_names_two_reordered_events(store_url: str) -> None:
+    with open_store(store_url) as store:
+        store.journal.append(_pending(50))
+    raw_sql(
+        store_url,
+        "CREATE TEMP TABLE swap AS SELECT rowid AS p, state FROM journal_events "
+        "WHERE rowid IN (10, 11);"
+        "UPDATE journal_events SET state = (SELECT state FROM swap WHERE p = 21 - "
+        "journal_events.rowid) WHERE rowid IN (10, 11);",
+        "UPDATE journal_events t SET state = o.state FROM journal_events o "
+        "WHERE t.notification_id IN (10, 11) AND o.notification_id = 21 - t.notification_id",
+    )
+    with open_store(store_url) as store:
+        rows = store.journal.read(9, 2)
+        assert b'"position":11' in rows[0].payload  # really swapped
+        report = store.journal.verify()
+    assert not report.ok and report.broken_at == 10 and report.events == 9
