@@ -25,6 +25,7 @@ __all__ = [
     "event_type",
     "lookup",
     "registered_types",
+    "type_errors",
     "upcast",
     "upcaster",
 ]
@@ -71,6 +72,8 @@ class EventType:
     # Tuple fields that hold only integers at every depth (serial ranges): the codec
     # can check those for floats on their serialised bytes instead of walking them.
     int_tuple_fields: frozenset[str] = frozenset()
+    # (field, expected type) for every field, for :func:`type_errors`.
+    field_types: tuple[tuple[str, type], ...] = ()
 
 
 # Names go into canonical bytes verbatim, so they are restricted to what needs no escaping.
@@ -119,7 +122,11 @@ def event_type(name: str, version: int = 1) -> Callable[[E], E]:
             f.name for f in dataclasses.fields(dc) if _is_tuple_annotation(hints[f.name])
         )
         int_tuples = frozenset(f for f in tuple_fields if _only_ints(hints[f]))
-        _types[name] = EventType(name, version, dc, tuple_fields, int_tuples)
+        field_types = tuple(
+            (f.name, typing.get_origin(hints[f.name]) or hints[f.name])
+            for f in dataclasses.fields(dc)
+        )
+        _types[name] = EventType(name, version, dc, tuple_fields, int_tuples, field_types)
         return typing.cast(E, dc)
 
     return decorate
@@ -165,6 +172,33 @@ def upcast(name: str, version: int, data: dict[str, Any]) -> dict[str, Any]:
         data = step(data)
         version += 1
     return data
+
+
+def type_errors(event: Event) -> list[tuple[str, str]]:
+    """(field, problem) for every field whose value is not of its declared type.
+
+    Exact types, so a bool is not an int and an int is not a str: a command built from
+    untrusted JSON must not reach the engine with a value it would choke on.
+    Integer-only tuples are checked to the last element.
+    """
+    kind = lookup(event.type_name)
+    errors = []
+    for name, expected in kind.field_types:
+        value = getattr(event, name)
+        if expected in (int, str, bool):
+            if type(value) is not expected:
+                errors.append((name, f"must be {expected.__name__}"))
+        elif isinstance(expected, type) and not isinstance(value, expected):
+            errors.append((name, f"must be {expected.__name__}"))
+        elif name in kind.int_tuple_fields and not _all_ints(value):
+            errors.append((name, "must hold integers only"))
+    return errors
+
+
+def _all_ints(value: Any) -> bool:
+    if type(value) is int:
+        return True
+    return isinstance(value, tuple) and all(_all_ints(item) for item in value)
 
 
 def registered_types() -> dict[str, EventType]:

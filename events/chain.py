@@ -46,7 +46,7 @@ def seal(body: bytes, digest: str) -> bytes:
 
 def unseal(payload: bytes) -> tuple[bytes, str]:
     """Split a stored payload back into (canonical body, hash)."""
-    if len(payload) <= _SUFFIX_LEN or payload[-_SUFFIX_LEN:-66] != _PREFIX:
+    if len(payload) <= _SUFFIX_LEN or payload[-_SUFFIX_LEN:-66] != _PREFIX or payload[-2:] != b'"}':
         raise ValueError("payload carries no hash seal")
     return payload[:-_SUFFIX_LEN] + b"}", payload[-66:-2].decode()
 

@@ -102,7 +102,11 @@ def _compile_framer(cls: type[Event]) -> Callable[[Event, int, int | None], Pend
         if n in int_tuples
     ]
     checks = [
-        f'b"." not in r{i} and b"e" not in r{i}' if n in int_tuples else f"type({v}) in S"
+        # integer-only JSON has digits, "-", "[", "]" and "," alone: "." and "e" mark a
+        # float, "n" (null) a NaN or infinity, anything else a smuggled value
+        f'b"." not in r{i} and b"e" not in r{i} and b"n" not in r{i} and b"{{" not in r{i}'
+        if n in int_tuples
+        else f"type({v}) in S"
         for i, (n, v) in enumerate(zip(names, values, strict=True))
     ]
     scalar = " and ".join(checks) or "True"

@@ -161,10 +161,12 @@ class TradingDayClosed(Event):
 class EngineSnapshot(Event):
     """The engine's whole state after the command at `intake_position` (for fast restart).
 
-    `state_hash` is sha256 of the canonical state; a restart or a replay that reaches
-    the same position must reproduce it.
+    `journal_position` is the journal's head at that point (where the results of later
+    commands begin); `state_hash` is sha256 of the canonical state, which a restart or
+    a replay that reaches the same position must reproduce.
     """
 
     intake_position: int
+    journal_position: int
     state_hash: str
     state: dict[str, Any]

@@ -94,8 +94,13 @@ class LogRecorder(Protocol):
 
     def create_table(self) -> None: ...
 
-    def append(self, pending: Iterable[Pending], tracking: Tracking | None) -> Appended | None:
-        """Write all of `pending` (and `tracking`) in one transaction, or nothing."""
+    def append(
+        self, pending: Iterable[Pending], tracking: Tracking | None, follows: int | None = None
+    ) -> Appended | None:
+        """Write all of `pending` (and `tracking`) in one transaction, or nothing.
+
+        With `follows`, the stored tracking position must equal it (compare-and-set).
+        """
 
     def read(self, after: int, limit: int, upto: int | None = None) -> list[Row]:
         """Entries with after < position (<= upto), in order, at most `limit`."""
@@ -200,7 +205,9 @@ class PostgresLogRecorder(PostgresProcessRecorder):
         # Binary COPY tuple lead: 5 fields, then originator_id (the log name).
         self._lead = b"\x00\x05" + _I4(len(name)) + name
 
-    def append(self, pending: Iterable[Pending], tracking: Tracking | None) -> Appended | None:
+    def append(
+        self, pending: Iterable[Pending], tracking: Tracking | None, follows: int | None = None
+    ) -> Appended | None:
         with self.datastore.transaction(commit=True) as curs:
             self._lock_table(curs)
             curs.execute(self._head, prepare=True)
@@ -212,7 +219,7 @@ class PostgresLogRecorder(PostgresProcessRecorder):
                     count, head = _copy_chained(copy.write, self._lead, items, position, digest)
                 self._notify_channel(curs)
             if tracking is not None:
-                _insert_tracking_or_conflict(self, curs, tracking)
+                _insert_tracking_or_conflict(self, curs, tracking, follows)
         if not count:
             return None
         return Appended(position + 1, position + count, head)
@@ -240,7 +247,25 @@ def _as_tuple(row: Any) -> tuple[Any, ...] | None:
     return tuple(row)
 
 
-def _insert_tracking_or_conflict(recorder: Any, cursor: Any, tracking: Tracking) -> None:
+def _insert_tracking_or_conflict(
+    recorder: Any, cursor: Any, tracking: Tracking, follows: int | None
+) -> None:
+    """Record `tracking`; with `follows`, only if the stored position is exactly that.
+
+    The library's upsert refuses a position that does not move forward. That alone
+    would accept a stale writer whose batch ends beyond the stored position but starts
+    before it (it re-covers commands someone else already journaled); `follows` makes
+    the record a compare-and-set: the batch must start right where the last one ended.
+    Writers of a log are serialised (table lock, or BEGIN IMMEDIATE), so the read
+    below sees every committed batch.
+    """
+    if follows is not None:
+        stored = recorder._max_tracking_id(tracking.application_name, cursor) or 0
+        if stored != follows:
+            raise TrackingConflict(
+                f"tracking for {tracking.application_name!r} is at {stored}, "
+                f"but this batch follows {follows}"
+            )
     try:
         recorder._insert_tracking(cursor, tracking)
     except IntegrityError as error:
@@ -305,7 +330,9 @@ class SQLiteLogRecorder(SQLiteProcessRecorder):
         # also covers the memory-mode pool, which shares one connection.
         self._write_lock = threading.Lock()
 
-    def append(self, pending: Iterable[Pending], tracking: Tracking | None) -> Appended | None:
+    def append(
+        self, pending: Iterable[Pending], tracking: Tracking | None, follows: int | None = None
+    ) -> Appended | None:
         with self._write_lock, self.datastore.get_connection(commit=True) as conn:
             raw = conn._sqlite_conn
             raw.execute("BEGIN IMMEDIATE")
@@ -317,11 +344,11 @@ class SQLiteLogRecorder(SQLiteProcessRecorder):
                     self._insert_flat(raw, flat)
                 if tracking is not None:
                     cursor = SQLiteCursor(raw.cursor())
-                    _insert_tracking_or_conflict(self, cursor, tracking)
+                    _insert_tracking_or_conflict(self, cursor, tracking, follows)
+                raw.commit()
             except BaseException:
                 raw.rollback()
                 raise
-            raw.commit()
         if not count:
             return None
         return Appended(position + 1, position + count, head)

@@ -48,15 +48,19 @@ class Log:
         self.name = recorder.log_name
 
     def append(
-        self, pending: Iterable[Pending], tracking: Tracking | None = None
+        self,
+        pending: Iterable[Pending],
+        tracking: Tracking | None = None,
+        follows: int | None = None,
     ) -> Appended | None:
         """Append every entry of `pending`, and `tracking`, in ONE transaction.
 
         All or nothing: if `pending` raises while it is being consumed, or the tracking
-        position does not move forward (:class:`infra.recorders.TrackingConflict`),
-        nothing is written. Returns None when `pending` was empty.
+        position does not move forward, or (with `follows`) the stored tracking position
+        is not exactly `follows` (:class:`infra.recorders.TrackingConflict`), nothing is
+        written. Returns None when `pending` was empty.
         """
-        appended = self._recorder.append(pending, tracking)
+        appended = self._recorder.append(pending, tracking, follows)
         if appended is not None:
             self._notifier.poke()
         return appended

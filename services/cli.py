@@ -83,7 +83,7 @@ def engine(db_url: str, calendar: str, batch: int, snapshot_every: int, tick: fl
             threading.Thread(
                 target=Ticker(store, tick).run, args=(stop,), name="carbonx-ticker", daemon=True
             ).start()
-        runner.run(stop)
+        runner.run(stop, tune_gc=True)
         click.echo(
             f"engine stopped at intake position {runner.position} "
             f"({runner.stats.commands} commands, {runner.stats.results} results)"

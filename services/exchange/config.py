@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from services.exchange.calendar import CN_ETS, SessionCalendar
 
@@ -26,6 +27,20 @@ class EngineConfig:
     #: enterprise: "cancel_incoming" (RULES.md default: the incoming remainder is
     #: cancelled) or "cancel_resting" (the resting order is cancelled, matching goes on).
     self_trade: str = "cancel_incoming"
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The rules as plain data: part of every snapshot, so that a restart under
+        other rules is noticed instead of silently diverging from the journal."""
+        return {
+            "calendar": self.calendar.name,
+            "holidays": sorted(self.calendar.holidays),
+            "band_bps": self.band_bps,
+            "block_band_bps": self.block_band_bps,
+            "block_min_quantity": self.block_min_quantity,
+            "resale_next_day": self.resale_next_day,
+            "fee_bps": self.fee_bps,
+            "self_trade": self.self_trade,
+        }
 
     def __post_init__(self) -> None:
         if self.self_trade not in ("cancel_incoming", "cancel_resting"):

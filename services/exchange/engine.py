@@ -36,7 +36,7 @@ from events.accounts import (
     EnterpriseStatusChanged,
     PositionLimitSet,
 )
-from events.base import Event
+from events.base import Event, type_errors
 from events.exchange import (
     OrderAccepted,
     OrderCancelled,
@@ -197,6 +197,20 @@ class Engine:
             results.append(
                 CommandRejected(
                     command=command.type_name, enterprise_id="", reason="unknown_command"
+                )
+            )
+            return results
+        malformed = type_errors(command)
+        if malformed:
+            # Intake validates types too; this guards the log itself, so that a command
+            # written by anything else can never stop the engine (it would fail again on
+            # every restart).
+            results.append(
+                CommandRejected(
+                    command=command.type_name,
+                    enterprise_id=str(getattr(command, "enterprise_id", "")),
+                    reason="malformed",
+                    detail="; ".join(f"{name} {problem}" for name, problem in malformed),
                 )
             )
             return results
@@ -1100,6 +1114,7 @@ class Engine:
             for o in self.orders.values()
         ]
         return {
+            "rules": self.config.fingerprint(),
             "accounts": accounts,
             "instruments": instruments,
             "orders": orders,
@@ -1126,8 +1141,15 @@ class Engine:
 
     @classmethod
     def from_state(cls, data: dict[str, Any], config: EngineConfig | None = None) -> Engine:
-        """An engine in exactly the state :meth:`state` described."""
+        """An engine in exactly the state :meth:`state` described.
+
+        Refused (ValueError) when the state was taken under other rules than `config`.
+        """
         engine = cls(config)
+        if data.get("rules") != engine.config.fingerprint():
+            raise ValueError(
+                f"state taken under rules {data.get('rules')}, not {engine.config.fingerprint()}"
+            )
         for eid, a in data["accounts"].items():
             account = Account(eid)
             account.status = a["status"]

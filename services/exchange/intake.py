@@ -12,7 +12,7 @@ from collections.abc import Container, Sequence
 from typing import NamedTuple
 
 from events import commands as c
-from events.base import Event
+from events.base import Event, type_errors
 from events.codec import frame
 from infra.recorders import Appended
 from infra.store import Store
@@ -23,6 +23,8 @@ SIDES = ("buy", "sell")
 ORDER_TYPES = ("limit", "market")
 TIME_IN_FORCE = ("day", "gtc", "gtd", "ioc", "fok")
 MAX_AMOUNT = 10**15  # fen: far above any real balance, far below int64
+MAX_PRICE = 10**8  # fen per tonne (CNY 1,000,000/t): price x quantity stays in int64
+MAX_QUANTITY = 10**10  # tonnes
 
 
 class FieldError(NamedTuple):
@@ -45,11 +47,11 @@ def _is_int(value: object) -> bool:
     return type(value) is int
 
 
-def _positive(errors: list[FieldError], name: str, value: object) -> None:
+def _positive(errors: list[FieldError], name: str, value: object, limit: int = MAX_AMOUNT) -> None:
     if not _is_int(value):
         errors.append(FieldError(name, "must be an integer"))
-    elif not 0 < value <= MAX_AMOUNT:  # type: ignore[operator]
-        errors.append(FieldError(name, f"must be between 1 and {MAX_AMOUNT}"))
+    elif not 0 < value <= limit:  # type: ignore[operator]
+        errors.append(FieldError(name, f"must be between 1 and {limit}"))
 
 
 def _text(errors: list[FieldError], name: str, value: object, limit: int = 64) -> None:
@@ -67,9 +69,8 @@ def _order(cmd: c.PlaceOrder, errors: list[FieldError]) -> None:
         errors.append(FieldError("type", f"must be one of {', '.join(ORDER_TYPES)}"))
     if cmd.time_in_force not in TIME_IN_FORCE:
         errors.append(FieldError("time_in_force", f"must be one of {', '.join(TIME_IN_FORCE)}"))
-    _positive(errors, "quantity", cmd.quantity)
     if cmd.order_type == "limit":
-        _positive(errors, "price", cmd.price)
+        _positive(errors, "price", cmd.price, MAX_PRICE)
     elif cmd.order_type == "market":
         if cmd.price != 0:
             errors.append(FieldError("price", "must be absent for a market order"))
@@ -88,6 +89,9 @@ def _order(cmd: c.PlaceOrder, errors: list[FieldError]) -> None:
 
 def validate(command: Event, instruments: Container[str] | None = None) -> list[FieldError]:
     """Everything wrong with `command` that can be known without the engine's state."""
+    mistyped = type_errors(command)
+    if mistyped:
+        return [FieldError(name, problem) for name, problem in mistyped]
     errors: list[FieldError] = []
     for name in (
         "enterprise_id",
@@ -98,18 +102,17 @@ def validate(command: Event, instruments: Container[str] | None = None) -> list[
     ):
         if hasattr(command, name):
             _text(errors, name, getattr(command, name))
-    for name in ("quantity", "amount"):
-        if hasattr(command, name) and not isinstance(command, c.PlaceOrder | c.ReduceOrder):
-            _positive(errors, name, getattr(command, name))
+    if hasattr(command, "amount"):
+        _positive(errors, "amount", command.amount)
+    if hasattr(command, "quantity"):
+        _positive(errors, "quantity", command.quantity, MAX_QUANTITY)
     if isinstance(command, c.PlaceOrder):
         _order(command, errors)
-    elif isinstance(command, c.ReduceOrder):
-        _positive(errors, "quantity", command.quantity)
     elif isinstance(command, c.RepriceOrder | c.BlockTrade):
-        _positive(errors, "price", command.price)
+        _positive(errors, "price", command.price, MAX_PRICE)
     elif isinstance(command, c.ListInstrument):
         _text(errors, "symbol", command.symbol, 32)
-        _positive(errors, "reference_price", command.reference_price)
+        _positive(errors, "reference_price", command.reference_price, MAX_PRICE)
         if not _is_int(command.fee_bps) or not 0 <= command.fee_bps < 10_000:
             errors.append(FieldError("fee_bps", "must be an integer from 0 to 9999"))
     symbol = getattr(command, "instrument", None)

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import orjson
+
 from events.codec import decode, frame
 from infra.recorders import Row
 from infra.store import Store
@@ -38,13 +40,28 @@ def _rows(store: Store, upto: int | None) -> Iterator[Row]:
         yield from page
 
 
+def _cause(row: Row) -> int:
+    """The intake position a journal entry answers (0 if unreadable: a difference)."""
+    try:
+        cause = orjson.loads(row.body).get("cause")
+    except orjson.JSONDecodeError:
+        return 0
+    return cause if isinstance(cause, int) else 0
+
+
 def reexecute(
     store: Store,
     config: EngineConfig | None = None,
     progress: Callable[[int], None] | None = None,
+    upto: int | None = None,
 ) -> Reexecution:
+    """Re-run intake positions 1..`upto` (default: all the engine has consumed).
+
+    Journal entries answering later commands (an engine still running while this
+    reads) are not part of the comparison.
+    """
     engine = Engine(config)
-    consumed = store.journal.tracking(ENGINE_READER)
+    consumed = store.journal.tracking(ENGINE_READER) if upto is None else upto
     journal = _rows(store, None)
     position = commands = results = 0
     for page in store.intake.pages(0, consumed, 20_000):
@@ -57,6 +74,8 @@ def reexecute(
                 expected = frame(result, engine.time, entry.position).body(position)
                 stored = next(journal, None)
                 if stored is None or stored.position != position or stored.body != expected:
+                    if stored is not None and _cause(stored) > consumed:
+                        stored = None  # answers a later command: ours is missing
                     return Reexecution(
                         False,
                         commands,
@@ -69,7 +88,7 @@ def reexecute(
         if progress is not None:
             progress(len(page))
     extra = next(journal, None)
-    if extra is not None:
+    if extra is not None and _cause(extra) <= consumed:
         return Reexecution(
             False,
             commands,

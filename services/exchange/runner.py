@@ -62,28 +62,46 @@ class EngineRunner:
         self.snapshot_every = snapshot_every
         self.engine = Engine(self.config)
         self.position = 0  # last intake position applied to self.engine
+        self.journal_position = 0  # journal head as of self.position
         self.stats = RunnerStats()
         self._since_snapshot = 0
+        self._dirty = True  # the engine must be recovered before the next step
 
     # ------------------------------------------------------------------ recovery
 
     def recover(self) -> int:
-        """Rebuild the engine from the latest snapshot and the intake tail; its position."""
-        self.engine = Engine(self.config)
-        self.position = 0
-        snapshot = self._latest_snapshot()
-        if snapshot is not None:
-            self.engine = Engine.from_state(snapshot.state, self.config)
-            if self.engine.state_hash() != snapshot.state_hash:
-                raise ReplayMismatch(
-                    f"snapshot at intake {snapshot.intake_position} does not hash to its "
-                    "recorded state hash"
-                )
-            self.position = snapshot.intake_position
+        """Rebuild the engine from the latest usable snapshot and the intake tail.
+
+        The tail's results are re-executed and compared with what the journal holds
+        (byte for byte); a difference raises :class:`ReplayMismatch`, because an engine
+        that disagrees with its own journal must not write another result.
+        """
+        # A frozen (gc.freeze) engine left behind would never be collected.
+        gc.unfreeze()
         tracked = self.store.journal.tracking(ENGINE_READER)
+        self.engine = Engine(self.config)
+        self.position = self.journal_position = 0
+        snapshot = self._latest_snapshot()
+        if snapshot is not None and snapshot.intake_position <= tracked:
+            try:
+                engine = Engine.from_state(snapshot.state, self.config)
+            except ValueError as error:
+                log.warning("snapshot not used (%s); replaying from the start", error)
+            else:
+                if engine.state_hash() == snapshot.state_hash:
+                    self.engine = engine
+                    self.position = snapshot.intake_position
+                    self.journal_position = snapshot.journal_position
+                else:
+                    log.error(
+                        "snapshot at intake %s does not hash to its recorded state hash; "
+                        "replaying from the start",
+                        snapshot.intake_position,
+                    )
         if tracked > self.position:
             self._replay_tail(tracked)
         self._since_snapshot = 0
+        self._dirty = False
         return self.position
 
     def _latest_snapshot(self) -> EngineSnapshot | None:
@@ -96,17 +114,40 @@ class EngineRunner:
         return event
 
     def _replay_tail(self, upto: int) -> None:
-        """Re-apply intake (position, upto] to reach the journal's state, without writing."""
+        """Re-apply intake (position, upto], checking each result against the journal."""
+        journal = (
+            row
+            for page in self.store.journal.pages(self.journal_position, None, 10_000)
+            for row in page
+        )
+        position = self.journal_position
         for rows in self.store.intake.pages(self.position, upto, self.batch):
             for row in rows:
                 entry = decode(row.body)
-                self.engine.apply(entry.position, entry.time, entry.event)
+                for result in self.engine.apply(entry.position, entry.time, entry.event):
+                    position += 1
+                    expected = frame(result, self.engine.time, entry.position).body(position)
+                    stored = next(journal, None)
+                    if stored is None or stored.body != expected:
+                        raise ReplayMismatch(
+                            f"replaying intake {entry.position} gives journal position "
+                            f"{position} as {expected.decode()!r}, the journal holds "
+                            f"{None if stored is None else stored.body.decode()!r}; "
+                            "were the rules (calendar, fees, bands) changed?"
+                        )
                 self.position = entry.position
+        self.journal_position = position
 
     # ------------------------------------------------------------------ running
 
     def step(self) -> int:
-        """Process one page of new commands; how many were consumed (0: none waiting)."""
+        """Process one page of new commands; how many were consumed (0: none waiting).
+
+        If the append fails for any reason, the engine (already moved on in memory) is
+        marked for recovery before another step, so nothing is ever applied twice.
+        """
+        if self._dirty:
+            self.recover()
         rows = self.store.intake.read(self.position, self.batch)
         if not rows:
             return 0
@@ -119,15 +160,21 @@ class EngineRunner:
             for result in results:
                 pending.append(frame(result, time, entry.position))
         last = rows[-1].position
+        self._dirty = True
         try:
-            self.store.journal.append(pending, Tracking(ENGINE_READER, last))
+            appended = self.store.journal.append(
+                pending, Tracking(ENGINE_READER, last), follows=self.position
+            )
         except TrackingConflict:
-            # Someone else (a previous incarnation) already journaled these commands:
-            # our in-memory state may have diverged from theirs, so rebuild it.
+            # Another incarnation journaled (some of) these commands first: rebuild from
+            # what it wrote and carry on after it.
             log.warning("intake %s..%s already consumed; recovering", rows[0].position, last)
             self.recover()
-            return 0
+            return self.step()
+        self._dirty = False
         self.position = last
+        if appended is not None:
+            self.journal_position = appended.last
         self.stats.commands += len(rows)
         self.stats.results += len(pending)
         self.stats.batches += 1
@@ -139,26 +186,45 @@ class EngineRunner:
     def take_snapshot(self) -> None:
         snapshot = EngineSnapshot(
             intake_position=self.position,
+            journal_position=self.journal_position,
             state_hash=self.engine.state_hash(),
             state=self.engine.state(),
         )
         self.store.snapshots.append([frame(snapshot, self.engine.time)])
         self._since_snapshot = 0
 
-    def run(self, stop: threading.Event, idle: float = 0.5) -> None:
-        """Recover, then follow the intake log until `stop` is set."""
-        self.recover()
-        # The engine allocates many short-lived objects and keeps a large, long-lived
-        # state: move what exists now out of the collector's sight and collect young
-        # objects less often (measured ~7% more commands/s).
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(100_000, 50, 100)
-        log.info("engine recovered at intake position %s", self.position)
+    def run(self, stop: threading.Event, idle: float = 0.5, tune_gc: bool = False) -> None:
+        """Follow the intake log until `stop` is set, surviving store outages.
+
+        Any error (database unreachable, lock timeout) is logged and retried with
+        backoff; the engine is recovered from the store before it goes on. With
+        `tune_gc` (a process that is only an engine), the collector is tuned for a
+        large long-lived state: ~7% more commands/s.
+        """
+        backoff = 0.1
         while not stop.is_set():
-            seen = self.store.generation()
-            if self.step() == 0:
-                self.store.wait_for_change(seen, idle)
+            try:
+                if self._dirty:
+                    self.recover()
+                    log.info("engine recovered at intake position %s", self.position)
+                    if tune_gc:
+                        gc.collect()
+                        gc.freeze()
+                        gc.set_threshold(100_000, 50, 100)
+                seen = self.store.generation()
+                if self.step() == 0:
+                    self.store.wait_for_change(seen, idle)
+                backoff = 0.1
+            except ReplayMismatch:
+                log.exception("the engine disagrees with its journal; stopping")
+                raise
+            except Exception:
+                log.exception("engine step failed; retrying in %.1f s", backoff)
+                self._dirty = True
+                if tune_gc:
+                    gc.unfreeze()
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
 
     def drain(self) -> int:
         """Process everything appended so far (tests, CLI tools); commands consumed."""
