@@ -39,6 +39,10 @@ class Notifier:
                 self._condition.wait(min(timeout, self.poll))
             return self.generation
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
         with self._condition:
             self._closed = True

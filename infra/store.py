@@ -122,9 +122,9 @@ class Log:
 
         Waits without spinning: a poke from an in-process writer or a NOTIFY from
         PostgreSQL wakes it at once; `idle` bounds the wait, for writers in other
-        processes on SQLite.
+        processes on SQLite. Ends when the store is closed.
         """
-        while stop is None or not stop.is_set():
+        while (stop is None or not stop.is_set()) and not self._notifier.closed:
             seen = self._notifier.generation
             rows = self.read(after, batch)
             if rows:
