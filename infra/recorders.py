@@ -111,6 +111,9 @@ class LogRecorder(Protocol):
     def tracking(self, reader: str) -> int:
         """The tracking position recorded for `reader` (0 when none)."""
 
+    def insert_tracking(self, tracking: Tracking) -> None:
+        """Record a tracking position on its own (the library's monotonic upsert)."""
+
 
 def _head_from(row: tuple[Any, ...] | None) -> tuple[int, str]:
     if row is None:

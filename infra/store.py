@@ -100,6 +100,14 @@ class Log:
         """The position that `reader` recorded together with its appends to this log."""
         return self._recorder.tracking(reader)
 
+    def record_tracking(self, reader: str, position: int) -> None:
+        """Record that `reader` has dealt with this log up to `position` (monotonic).
+
+        For readers whose output lives elsewhere (the Kafka relay): the library's
+        upsert refuses to move a position backwards.
+        """
+        self._recorder.insert_tracking(Tracking(reader, position))
+
     def wait(self, position: int, timeout: float) -> bool:
         """Block until the log reaches `position` (True) or `timeout` seconds pass (False)."""
         deadline = time.monotonic() + timeout

@@ -90,6 +90,44 @@ def engine(db_url: str, calendar: str, batch: int, snapshot_every: int, tick: fl
         )
 
 
+kafka_option = click.option(
+    "--kafka",
+    "kafka",
+    envvar="CARBONX_KAFKA_BOOTSTRAP",
+    required=True,
+    help="Kafka bootstrap HOST:PORT (env CARBONX_KAFKA_BOOTSTRAP).",
+)
+
+
+@main.command()
+@db_option
+@kafka_option
+@click.option("--partitions", default=3, show_default=True, help="Partitions if the topic is new.")
+@click.option("--replication", default=1, show_default=True, help="Replication if new.")
+def relay(db_url: str, kafka: str, partitions: int, replication: int) -> None:
+    """Publish the journal to the Kafka topic carbonx.events.v1, until SIGTERM/SIGINT.
+
+    Every entry in position order: key = instrument or enterprise, value = its
+    canonical JSON, headers type/position/hash; acks=all, idempotent producer. The
+    relay records its position in the store only after the broker acknowledged, so a
+    restart may resend (consumers dedupe by position), never skip.
+    """
+    from services.relay import EVENTS_TOPIC, Relay, ensure_topic
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    ensure_topic(kafka, EVENTS_TOPIC, partitions, replication)
+    with open_store(db_url) as store:
+        publisher = Relay(store, kafka)
+        try:
+            publisher.run(stop)
+        finally:
+            publisher.close()
+        click.echo(f"relay stopped at journal position {publisher.position}")
+
+
 @main.command()
 @db_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
@@ -98,8 +136,8 @@ def engine(db_url: str, calendar: str, batch: int, snapshot_every: int, tick: fl
     "--kafka",
     envvar="CARBONX_KAFKA_BOOTSTRAP",
     default=None,
-    help="Kafka bootstrap HOST:PORT (env CARBONX_KAFKA_BOOTSTRAP). Accepted and "
-    "recorded; the relay that uses it is not built yet.",
+    help="Kafka bootstrap HOST:PORT (env CARBONX_KAFKA_BOOTSTRAP): also run the relay "
+    "that publishes the journal to carbonx.events.v1.",
 )
 @calendar_option
 @click.option(
@@ -132,6 +170,12 @@ def serve(db_url: str, host: str, port: int, kafka: str | None, calendar: str, d
     threading.Thread(
         target=Ticker(store, 1.0).run, args=(stop,), name="carbonx-ticker", daemon=True
     ).start()
+    if kafka:
+        from services.relay import EVENTS_TOPIC, Relay, ensure_topic
+
+        ensure_topic(kafka, EVENTS_TOPIC, partitions=3, replication=1)
+        relay = Relay(store, kafka)
+        threading.Thread(target=relay.run, args=(stop,), name="carbonx-relay", daemon=True).start()
     app = create_app(store)
     app.state.calendar = calendar
     app.state.kafka = kafka

@@ -1,0 +1,160 @@
+"""The relay: the journal, in position order, to the Kafka topic `carbonx.events.v1`.
+
+At-least-once by construction, exactly-once for consumers that dedupe by position:
+the relay sends a page of journal entries, waits until the broker has acknowledged
+every one of them (``acks=all``), and only then records the page's last position as
+its tracking position in the store. A relay that crashes after sending and before
+recording resends that page on restart: duplicates, never a gap. Records carry the
+position in a header, and positions only grow within a partition (a key always maps
+to one partition), so :class:`PositionDeduplicator` drops every resent record.
+
+Record layout: key = the entry's instrument, else its enterprise (else none); value =
+the entry's canonical JSON (what the hash covers); headers ``type``, ``position``,
+``hash``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from infra.recorders import Row
+from infra.store import Store
+
+__all__ = [
+    "EVENTS_TOPIC",
+    "RELAY_READER",
+    "PositionDeduplicator",
+    "Relay",
+    "ensure_topic",
+    "record_key",
+]
+
+log = logging.getLogger("carbonx.relay")
+
+EVENTS_TOPIC = "carbonx.events.v1"
+#: The tracking name under which the relay records the journal position it published.
+RELAY_READER = "relay"
+
+
+def record_key(body: bytes) -> bytes | None:
+    """The partitioning key of a journal entry: its instrument, else its enterprise."""
+    data = orjson.loads(body)["data"]
+    for name in ("instrument", "symbol", "enterprise_id", "buyer_id", "from_enterprise_id"):
+        value = data.get(name)
+        if isinstance(value, str) and value:
+            return value.encode()
+    return None
+
+
+def ensure_topic(bootstrap: str, topic: str, partitions: int, replication: int) -> None:
+    """Create `topic` when it is missing (an existing topic is left as it is)."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="carbonx-admin")
+    try:
+        if topic in admin.list_topics():
+            return
+        with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile
+            admin.create_topics([NewTopic(topic, partitions, replication)])
+    finally:
+        admin.close()
+
+
+@dataclass
+class Relay:
+    store: Store
+    bootstrap: str
+    topic: str = EVENTS_TOPIC
+    page: int = 5_000
+    producer_config: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from kafka import KafkaProducer
+
+        self.position = self.store.journal.tracking(RELAY_READER)
+        self._producer = KafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            client_id="carbonx-relay",
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            batch_size=512 * 1024,
+            max_in_flight_requests_per_connection=5,
+            retries=2**31 - 1,
+            **self.producer_config,
+        )
+
+    def publish(self, rows: Iterable[Row]) -> int:
+        """Send `rows`, wait for every acknowledgement, then record the last position."""
+        send = self._producer.send
+        last = 0
+        count = 0
+        for row in rows:
+            body, digest = row.body, row.hash
+            send(
+                self.topic,
+                key=record_key(body),
+                value=body,
+                headers=[
+                    ("type", row.type_name.encode()),
+                    ("position", str(row.position).encode()),
+                    ("hash", digest.encode()),
+                ],
+            )
+            last = row.position
+            count += 1
+        if count:
+            self._producer.flush()  # raises if any record could not be delivered
+            self.store.journal.record_tracking(RELAY_READER, last)
+            self.position = last
+        return count
+
+    def step(self) -> int:
+        """Publish the next page of the journal; how many entries were sent."""
+        return self.publish(self.store.journal.read(self.position, self.page))
+
+    def run(self, stop: threading.Event, idle: float = 0.5) -> None:
+        """Follow the journal until `stop` is set; broker outages are waited out."""
+        backoff = 0.1
+        while not stop.is_set():
+            try:
+                seen = self.store.generation()
+                if self.step() == 0:
+                    self.store.wait_for_change(seen, idle)
+                backoff = 0.1
+            except Exception:
+                log.exception("relay step failed; retrying in %.1f s", backoff)
+                # Start again from what was acknowledged and recorded.
+                self.position = self.store.journal.tracking(RELAY_READER)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def close(self) -> None:
+        self._producer.close(timeout=5)
+
+
+class PositionDeduplicator:
+    """Drops records a relay resent: for consumers of `carbonx.events.v1`.
+
+    Feed it records in the order a partition delivers them; it yields each journal
+    position once. Positions grow within a partition, so remembering the highest one
+    per partition is enough. Keep its state with your own offsets to survive restarts.
+    """
+
+    def __init__(self) -> None:
+        self.last: dict[int, int] = {}
+
+    def __call__(self, records: Iterable[Any]) -> Iterator[Any]:
+        for record in records:
+            position = int(dict(record.headers)["position"])
+            if position > self.last.get(record.partition, 0):
+                self.last[record.partition] = position
+                yield record
