@@ -28,6 +28,7 @@ __all__ = [
     "type_errors",
     "upcast",
     "upcaster",
+    "well_typed",
 ]
 
 
@@ -174,6 +175,32 @@ def upcast(name: str, version: int, data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+_checkers: dict[type[Event], Callable[[Event], bool]] = {}
+
+
+def _compile_checker(kind: EventType) -> Callable[[Event], bool]:
+    """One generated boolean expression per class: the fast path of :func:`type_errors`."""
+    terms = []
+    for name, expected in kind.field_types:
+        if expected in (int, str, bool):
+            terms.append(f"type(e.{name}) is {expected.__name__}")
+        elif isinstance(expected, type):
+            terms.append(f"isinstance(e.{name}, {expected.__name__})")
+        if name in kind.int_tuple_fields:
+            terms.append(f"all_ints(e.{name})")
+    namespace: dict[str, Any] = {"all_ints": _all_ints}
+    exec(f"def check(e):\n    return {' and '.join(terms) or 'True'}", namespace)
+    checker: Callable[[Event], bool] = namespace["check"]
+    _checkers[kind.cls] = checker
+    return checker
+
+
+def well_typed(event: Event) -> bool:
+    """True when every field of `event` has its declared type (see :func:`type_errors`)."""
+    checker = _checkers.get(type(event)) or _compile_checker(lookup(event.type_name))
+    return checker(event)
+
+
 def type_errors(event: Event) -> list[tuple[str, str]]:
     """(field, problem) for every field whose value is not of its declared type.
 
@@ -181,6 +208,8 @@ def type_errors(event: Event) -> list[tuple[str, str]]:
     untrusted JSON must not reach the engine with a value it would choke on.
     Integer-only tuples are checked to the last element.
     """
+    if well_typed(event):
+        return []
     kind = lookup(event.type_name)
     errors = []
     for name, expected in kind.field_types:

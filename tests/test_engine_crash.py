@@ -41,7 +41,7 @@ def _engine(url: str) -> subprocess.Popen[bytes]:
             "--batch",
             "300",
             "--snapshot-every",
-            "3000",
+            "500",
         ],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -60,22 +60,32 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
         intake = Intake(store)
 
         def feed() -> None:
-            for start in range(0, len(commands), 1_000):
-                intake.submit(commands[start : start + 1_000])
-                time.sleep(0.02)
+            # Paced over the whole kill loop (~20 s), so commands keep arriving while the
+            # engine is killed, however fast the engine gets.
+            for start in range(0, len(commands), 500):
+                intake.submit(commands[start : start + 500])
+                time.sleep(0.25)
 
         feeder = threading.Thread(target=feed)
         feeder.start()
         progress = []
         mid_stream_kills = 0
         for _ in range(KILLS):
-            process = _engine(pg_url)
-            time.sleep(rng.uniform(0.4, 1.6))
             before = store.journal.tracking(ENGINE_READER)
+            process = _engine(pg_url)
+            # Kill a working engine: wait for its first journaled batch (it has started
+            # and recovered), then let it run a random little while longer.
+            deadline = time.monotonic() + 60
+            while store.journal.tracking(ENGINE_READER) == before < len(commands):
+                assert process.poll() is None, process.stderr.read() if process.stderr else ""
+                assert time.monotonic() < deadline, "engine made no progress"
+                time.sleep(0.005)
+            time.sleep(rng.uniform(0.0, 0.3))
             process.send_signal(signal.SIGKILL)
             process.wait(timeout=10)
-            progress.append(before)
-            if before < len(commands):
+            at_kill = store.journal.tracking(ENGINE_READER)
+            progress.append(at_kill)
+            if at_kill < len(commands):
                 mid_stream_kills += 1
         feeder.join()
 

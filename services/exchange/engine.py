@@ -36,7 +36,7 @@ from events.accounts import (
     EnterpriseStatusChanged,
     PositionLimitSet,
 )
-from events.base import Event, type_errors
+from events.base import Event, type_errors, well_typed
 from events.exchange import (
     OrderAccepted,
     OrderCancelled,
@@ -200,8 +200,8 @@ class Engine:
                 )
             )
             return results
-        malformed = type_errors(command)
-        if malformed:
+        if not well_typed(command):
+            malformed = type_errors(command)
             # Intake validates types too; this guards the log itself, so that a command
             # written by anything else can never stop the engine (it would fail again on
             # every restart).
