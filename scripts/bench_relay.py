@@ -28,6 +28,7 @@ from collections.abc import Iterator
 import orjson
 from kafka import KafkaProducer
 
+from infra.kafka_topics import ensure_topic
 from infra.servers import TansuBroker
 from infra.store import open_store
 from scripts.workload import workload
@@ -35,7 +36,7 @@ from services.exchange.calendar import ALWAYS
 from services.exchange.config import EngineConfig
 from services.exchange.intake import Intake
 from services.exchange.runner import EngineRunner
-from services.relay import Relay, ensure_topic, record_key
+from services.relay import Relay, record_key
 
 
 @contextlib.contextmanager

@@ -65,7 +65,29 @@ def _engine_config(calendar: str) -> EngineConfig:
     show_default=True,
     help="Also append a Tick command every TICK seconds (0: off; `carbonx serve` ticks).",
 )
-def engine(db_url: str, calendar: str, batch: int, snapshot_every: int, tick: float) -> None:
+@click.option(
+    "--kafka",
+    envvar="CARBONX_KAFKA_BOOTSTRAP",
+    default=None,
+    help="Also take commands from the Kafka topic carbonx.commands.v1 (HOST:PORT; env "
+    "CARBONX_KAFKA_BOOTSTRAP): its assigned partitions are moved into the intake log, "
+    "with their offsets as tracking records in the same transaction.",
+)
+@click.option(
+    "--partitions",
+    default="0",
+    show_default=True,
+    help="With --kafka: the command topic's partitions this engine owns, e.g. 0,1,2.",
+)
+def engine(
+    db_url: str,
+    calendar: str,
+    batch: int,
+    snapshot_every: int,
+    tick: float,
+    kafka: str | None,
+    partitions: str,
+) -> None:
     """Run the exchange engine alone: intake log in, journal out, until SIGTERM/SIGINT.
 
     Exactly once: each batch of results is journaled with the intake position it
@@ -83,7 +105,20 @@ def engine(db_url: str, calendar: str, batch: int, snapshot_every: int, tick: fl
             threading.Thread(
                 target=Ticker(store, tick).run, args=(stop,), name="carbonx-ticker", daemon=True
             ).start()
+        bridge = None
+        if kafka:
+            from infra.kafka_topics import ensure_topic
+            from services.exchange.kafka_intake import COMMANDS_TOPIC, KafkaIntakeBridge
+
+            owned = [int(p) for p in partitions.split(",") if p.strip()]
+            ensure_topic(kafka, COMMANDS_TOPIC, max(owned) + 1, 1)
+            bridge = KafkaIntakeBridge(store, kafka, owned)
+            threading.Thread(
+                target=bridge.run, args=(stop,), name="carbonx-bridge", daemon=True
+            ).start()
         runner.run(stop, tune_gc=True)
+        if bridge is not None:
+            bridge.close()
         click.echo(
             f"engine stopped at intake position {runner.position} "
             f"({runner.stats.commands} commands, {runner.stats.results} results)"
@@ -112,7 +147,8 @@ def relay(db_url: str, kafka: str, partitions: int, replication: int) -> None:
     relay records its position in the store only after the broker acknowledged, so a
     restart may resend (consumers dedupe by position), never skip.
     """
-    from services.relay import EVENTS_TOPIC, Relay, ensure_topic
+    from infra.kafka_topics import ensure_topic
+    from services.relay import EVENTS_TOPIC, Relay
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     stop = threading.Event()
@@ -171,7 +207,8 @@ def serve(db_url: str, host: str, port: int, kafka: str | None, calendar: str, d
         target=Ticker(store, 1.0).run, args=(stop,), name="carbonx-ticker", daemon=True
     ).start()
     if kafka:
-        from services.relay import EVENTS_TOPIC, Relay, ensure_topic
+        from infra.kafka_topics import ensure_topic
+        from services.relay import EVENTS_TOPIC, Relay
 
         ensure_topic(kafka, EVENTS_TOPIC, partitions=3, replication=1)
         relay = Relay(store, kafka)

@@ -15,7 +15,6 @@ the entry's canonical JSON (what the hash covers); headers ``type``, ``position`
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from collections.abc import Iterable, Iterator
@@ -32,7 +31,6 @@ __all__ = [
     "RELAY_READER",
     "PositionDeduplicator",
     "Relay",
-    "ensure_topic",
     "record_key",
 ]
 
@@ -51,21 +49,6 @@ def record_key(body: bytes) -> bytes | None:
         if isinstance(value, str) and value:
             return value.encode()
     return None
-
-
-def ensure_topic(bootstrap: str, topic: str, partitions: int, replication: int) -> None:
-    """Create `topic` when it is missing (an existing topic is left as it is)."""
-    from kafka.admin import KafkaAdminClient, NewTopic
-    from kafka.errors import TopicAlreadyExistsError
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="carbonx-admin")
-    try:
-        if topic in admin.list_topics():
-            return
-        with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile
-            admin.create_topics([NewTopic(topic, partitions, replication)])
-    finally:
-        admin.close()
 
 
 @dataclass

@@ -14,13 +14,14 @@ from pathlib import Path
 from kafka import KafkaConsumer, TopicPartition
 
 from events import decode
+from infra.kafka_topics import ensure_topic
 from infra.store import open_store
 from scripts.workload import workload
 from services.exchange.calendar import ALWAYS
 from services.exchange.config import EngineConfig
 from services.exchange.intake import Intake
 from services.exchange.runner import EngineRunner
-from services.relay import EVENTS_TOPIC, RELAY_READER, PositionDeduplicator, Relay, ensure_topic
+from services.relay import EVENTS_TOPIC, RELAY_READER, PositionDeduplicator, Relay
 
 ROOT = Path(__file__).resolve().parents[1]
 
