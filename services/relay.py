@@ -60,10 +60,13 @@ class Relay:
     producer_config: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.position = self.store.journal.tracking(RELAY_READER)
+        self._producer = self._new_producer()
+
+    def _new_producer(self) -> Any:
         from kafka import KafkaProducer
 
-        self.position = self.store.journal.tracking(RELAY_READER)
-        self._producer = KafkaProducer(
+        return KafkaProducer(
             bootstrap_servers=self.bootstrap,
             client_id="carbonx-relay",
             acks="all",
@@ -79,10 +82,10 @@ class Relay:
         """Send `rows`, wait for every acknowledgement, then record the last position."""
         send = self._producer.send
         last = 0
-        count = 0
+        futures = []
         for row in rows:
             body, digest = row.body, row.hash
-            send(
+            future = send(
                 self.topic,
                 key=record_key(body),
                 value=body,
@@ -92,13 +95,20 @@ class Relay:
                     ("hash", digest.encode()),
                 ],
             )
+            futures.append(future)
             last = row.position
-            count += 1
-        if count:
-            self._producer.flush()  # raises if any record could not be delivered
+        if futures:
+            self._producer.flush()
+            # flush() waits but does not raise: a record the broker never acknowledged
+            # shows only on its future, and must keep the position where it is.
+            for future in futures:
+                if future.failed():
+                    raise RuntimeError(
+                        f"the broker did not acknowledge a record: {future.exception!r}"
+                    )
             self.store.journal.record_tracking(RELAY_READER, last)
             self.position = last
-        return count
+        return len(futures)
 
     def step(self) -> int:
         """Publish the next page of the journal; how many entries were sent."""
@@ -115,10 +125,17 @@ class Relay:
                 backoff = 0.1
             except Exception:
                 log.exception("relay step failed; retrying in %.1f s", backoff)
-                # Start again from what was acknowledged and recorded.
+                # Start again from what was acknowledged and recorded, with a new
+                # producer: an idempotent producer whose id the broker forgot (a broker
+                # restart) cannot recover by itself.
                 self.position = self.store.journal.tracking(RELAY_READER)
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
+                try:
+                    self._producer.close(timeout=1)
+                    self._producer = self._new_producer()
+                except Exception:
+                    log.exception("cannot reconnect to the broker yet")
 
     def close(self) -> None:
         self._producer.close(timeout=5)

@@ -144,3 +144,49 @@ def test_a_relay_killed_mid_stream_resends_and_never_skips(
         for r in PositionDeduplicator()(sorted(records, key=lambda r: (r.partition, r.offset)))
     ]
     assert sorted(deduplicated) == list(range(1, total + 1))  # each exactly once
+
+
+def test_a_broker_restart_while_the_relay_runs_loses_nothing_once_it_is_back(
+    tmp_path: Path,
+    broker,  # type: ignore[no-untyped-def]
+) -> None:
+    import threading
+
+    url = f"sqlite:///{tmp_path}/relay.db"
+    total = _journal(url, 4_000)
+    ensure_topic(broker.bootstrap, EVENTS_TOPIC, partitions=3, replication=1)
+    with open_store(url) as store:
+        relay = Relay(
+            store,
+            broker.bootstrap,
+            page=500,
+            producer_config={"request_timeout_ms": 3_000, "delivery_timeout_ms": 8_000},
+        )
+        stop = threading.Event()
+        thread = threading.Thread(target=relay.run, args=(stop,))
+        thread.start()
+        try:
+            deadline = time.monotonic() + 60
+            while store.journal.tracking(RELAY_READER) == 0:
+                assert time.monotonic() < deadline
+                time.sleep(0.005)
+            broker.stop()
+            # While the broker is down nothing is acknowledged, so nothing is recorded.
+            at_stop = store.journal.tracking(RELAY_READER)
+            time.sleep(1.0)
+            assert store.journal.tracking(RELAY_READER) == at_stop < total
+            broker.start()  # same port; tansu's memory storage starts empty
+            ensure_topic(broker.bootstrap, EVENTS_TOPIC, partitions=3, replication=1)
+            deadline = time.monotonic() + 120
+            while store.journal.tracking(RELAY_READER) < total:
+                assert time.monotonic() < deadline, "the relay did not resume"
+                time.sleep(0.05)
+        finally:
+            stop.set()
+            thread.join(timeout=30)
+            relay.close()
+    # Everything the old broker had not acknowledged is on the new one.
+    positions = {
+        int(dict(r.headers)["position"]) for r in _consume_all(broker.bootstrap, total - at_stop)
+    }
+    assert positions >= set(range(at_stop + 1, total + 1))
