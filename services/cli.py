@@ -213,7 +213,7 @@ def serve(db_url: str, host: str, port: int, kafka: str | None, calendar: str, d
         ensure_topic(kafka, EVENTS_TOPIC, partitions=3, replication=1)
         relay = Relay(store, kafka)
         threading.Thread(target=relay.run, args=(stop,), name="carbonx-relay", daemon=True).start()
-    app = create_app(store)
+    app = create_app(store, kafka)
     app.state.calendar = calendar
     app.state.kafka = kafka
     app.state.engine = runner

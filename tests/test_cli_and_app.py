@@ -99,3 +99,16 @@ def test_serve_process_answers_healthz_on_a_fresh_data_dir(tmp_path: Path) -> No
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=15)
+
+
+def test_readyz_names_an_unreachable_broker(tmp_path: Path, broker) -> None:  # type: ignore[no-untyped-def]
+    with open_store(f"sqlite:///{tmp_path}/x.db") as store:
+        with TestClient(create_app(store, kafka=broker.bootstrap)) as client:
+            ready = client.get("/readyz")
+            assert ready.status_code == 200 and ready.json()["checks"]["kafka"]["ok"]
+            broker.stop()
+            down = client.get("/readyz")
+        assert down.status_code == 503
+        checks = down.json()["checks"]
+        assert checks["kafka"]["ok"] is False and checks["store"]["ok"] is True
+        assert broker.bootstrap in checks["kafka"]["error"]

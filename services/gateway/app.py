@@ -7,6 +7,7 @@ database) and, later, the scaled-out gateway.
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from fastapi import FastAPI
@@ -22,7 +23,20 @@ __all__ = ["create_app"]
 MAX_ENGINE_LAG = 1_000
 
 
-def create_app(store: Store) -> FastAPI:
+def _broker_reachable(bootstrap: str, timeout: float = 0.5) -> str | None:
+    """None when some bootstrap server accepts a TCP connection, else the last error."""
+    error = "no bootstrap server given"
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
+                return None
+        except (OSError, ValueError) as failure:
+            error = f"{server.strip()}: {failure}"
+    return error
+
+
+def create_app(store: Store, kafka: str | None = None) -> FastAPI:
     app = FastAPI(
         title="carbonx",
         version="0.1.0",
@@ -38,7 +52,8 @@ def create_app(store: Store) -> FastAPI:
 
     @app.get("/readyz", tags=["operations"])
     def readyz() -> OrjsonResponse:
-        """Ready to serve: every dependency answers. 503 names the ones that do not."""
+        """Ready to serve: the store answers, the engine keeps up, the broker (when
+        configured) accepts connections. 503 names the dependency that does not."""
         checks: dict[str, Any] = {}
         try:
             intake, _ = store.intake.head()
@@ -59,6 +74,11 @@ def create_app(store: Store) -> FastAPI:
                 "consumed_position": consumed,
                 "lag": lag,
             }
+        if kafka:
+            problem = _broker_reachable(kafka)
+            checks["kafka"] = {"ok": problem is None, "bootstrap": kafka}
+            if problem:
+                checks["kafka"]["error"] = problem
         ready = all(check["ok"] for check in checks.values())
         return OrjsonResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
