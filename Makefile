@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint bench postgres-server clean
+.PHONY: run test lint bench postgres-server compose-checker clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,7 @@ run: $(VENV)/.installed-run
 	$(BIN)/carbonx serve --demo
 
 ## test: install with test extras, make sure PostgreSQL's server binaries exist, run the suite
-test: $(VENV)/.installed-test postgres-server
+test: $(VENV)/.installed-test postgres-server compose-checker
 	$(BIN)/python -m pytest
 
 # The tests start their own throwaway PostgreSQL server; they need its binaries
@@ -36,6 +36,16 @@ postgres-server:
 	else \
 		echo "PostgreSQL server binaries missing: installing with apt"; \
 		$(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y postgresql; \
+	fi
+
+# A test checks that infra/deploy/compose.yaml parses (`docker-compose config`; no
+# Docker engine is needed for that). Install Debian's docker-compose only when missing.
+compose-checker:
+	@if command -v docker-compose >/dev/null 2>&1; then \
+		echo "docker-compose: present"; \
+	else \
+		echo "docker-compose missing: installing with apt"; \
+		$(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y docker-compose; \
 	fi
 
 lint: $(VENV)/.installed-test

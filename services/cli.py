@@ -186,8 +186,9 @@ def serve(db_url: str, host: str, port: int, kafka: str | None, calendar: str, d
     """Run the all-in-one process: the HTTP gateway and the engine over one store.
 
     A ticker appends a Tick command every second so orders expire and trading days
-    close on time. Today the gateway serves /healthz, /readyz and the OpenAPI docs;
-    projections and the relay join this process as they are built.
+    close on time; with --kafka the relay publishes the journal too. Today the gateway
+    serves /healthz, /readyz and the OpenAPI docs; the command and query API and the
+    projections join it as they are built.
     """
     import uvicorn
 
@@ -224,6 +225,31 @@ def serve(db_url: str, host: str, port: int, kafka: str | None, calendar: str, d
         stop.set()
         engine_thread.join(timeout=10)
         store.close()
+
+
+@main.command()
+@db_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@click.option(
+    "--kafka",
+    envvar="CARBONX_KAFKA_BOOTSTRAP",
+    default=None,
+    help="Kafka bootstrap HOST:PORT (env CARBONX_KAFKA_BOOTSTRAP), checked by /readyz.",
+)
+def gateway(db_url: str, host: str, port: int, kafka: str | None) -> None:
+    """Run the HTTP gateway alone, for deployments where the engine and the relay run
+    as their own processes (`carbonx engine`, `carbonx relay`).
+
+    Today it serves /healthz, /readyz and the OpenAPI docs; the command API (which,
+    with --kafka, sends commands to carbonx.commands.v1) joins it with the HTTP API.
+    """
+    import uvicorn
+
+    from services.gateway.app import create_app
+
+    with open_store(db_url) as store:
+        uvicorn.run(create_app(store, kafka), host=host, port=port, log_level="info")
 
 
 @main.command()
