@@ -190,3 +190,14 @@ def test_a_broker_restart_while_the_relay_runs_loses_nothing_once_it_is_back(
         int(dict(r.headers)["position"]) for r in _consume_all(broker.bootstrap, total - at_stop)
     }
     assert positions >= set(range(at_stop + 1, total + 1))
+
+
+def test_an_unreachable_broker_is_named_in_a_clear_error() -> None:
+    import pytest
+
+    from infra.kafka_topics import BrokerUnreachable
+    from infra.servers import free_port
+
+    address = f"127.0.0.1:{free_port()}"
+    with pytest.raises(BrokerUnreachable, match=address):
+        ensure_topic(address, EVENTS_TOPIC, 1, 1, wait=2.0)
