@@ -8,7 +8,7 @@ A CHECKPOINT precedes each PostgreSQL measurement so neither pays for the other'
 Prints events/s for each and the ratio store/COPY; the last line is one JSON object
 with the figures.
 
-    python scripts/bench_store.py [--n 1000000] [--batch 10000] [--db postgresql://...]
+    python scripts/bench_store.py [--n 1000000] [--batch 20000] [--db postgresql://...]
 
 Without --db it starts a throwaway PostgreSQL server (fsync on, like production).
 """
@@ -139,7 +139,7 @@ def postgres(url: str | None) -> Iterator[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000, help="events to append")
-    parser.add_argument("--batch", type=int, default=10_000, help="events per transaction")
+    parser.add_argument("--batch", type=int, default=20_000, help="events per transaction")
     parser.add_argument(
         "--db", default=None, help="an EMPTY PostgreSQL database URL (default: a throwaway server)"
     )
