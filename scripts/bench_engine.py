@@ -26,12 +26,10 @@ import os
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -40,6 +38,7 @@ import psycopg
 from events.base import Event
 from infra.servers import PostgresServer, replace_dbname
 from infra.store import open_store
+from scripts.processes import carbonx
 from scripts.workload import workload
 from services.exchange.calendar import ALWAYS
 from services.exchange.config import EngineConfig
@@ -84,26 +83,17 @@ def end_to_end(url: str, commands: list[tuple[Event, int]], chunk: int = 5_000) 
 def end_to_end_process(url: str, commands: list[tuple[Event, int]], chunk: int = 5_000) -> float:
     """The same, with the engine as its own process (`carbonx engine`), as deployed apart:
     intake writer and engine then run on separate cores."""
-    root = Path(__file__).resolve().parents[1]
     with open_store(url) as store:
-        engine = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "services.cli",
-                "engine",
-                "--db",
-                url,
-                "--calendar",
-                "always",
-                "--batch",
-                "5000",
-                "--snapshot-every",
-                "0",
-            ],
-            cwd=root,
-            env={**os.environ, "PYTHONPATH": str(root)},
-            stdout=subprocess.DEVNULL,
+        engine = carbonx(
+            "engine",
+            "--db",
+            url,
+            "--calendar",
+            "always",
+            "--batch",
+            "5000",
+            "--snapshot-every",
+            "0",
             stderr=subprocess.DEVNULL,
         )
         try:

@@ -7,46 +7,35 @@ nothing lost, nothing duplicated.
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 from infra.store import open_store
+from scripts.processes import carbonx
 from scripts.workload import workload
 from services.exchange.calendar import ALWAYS
 from services.exchange.config import EngineConfig
 from services.exchange.intake import Intake
 from services.exchange.runner import ENGINE_READER, EngineRunner
 
-ROOT = Path(__file__).resolve().parents[1]
 KILLS = 20
 
 
 def _engine(url: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "services.cli",
-            "engine",
-            "--db",
-            url,
-            "--calendar",
-            "always",
-            "--batch",
-            "300",
-            "--snapshot-every",
-            "500",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+    return carbonx(
+        "engine",
+        "--db",
+        url,
+        "--calendar",
+        "always",
+        "--batch",
+        "300",
+        "--snapshot-every",
+        "500",
     )
 
 

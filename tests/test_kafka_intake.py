@@ -3,10 +3,8 @@ engine, exactly once, with the same journal as the single-process run."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -18,6 +16,7 @@ from events import decode
 from events.commands import PlaceOrder
 from infra.kafka_topics import ensure_topic
 from infra.store import open_store
+from scripts.processes import carbonx
 from scripts.workload import workload
 from services.exchange.calendar import ALWAYS
 from services.exchange.config import EngineConfig
@@ -30,7 +29,6 @@ from services.exchange.kafka_intake import (
 )
 from services.exchange.runner import ENGINE_READER, EngineRunner
 
-ROOT = Path(__file__).resolve().parents[1]
 CONFIG = EngineConfig(calendar=ALWAYS)
 
 
@@ -101,29 +99,20 @@ def test_an_engine_killed_mid_stream_moves_every_command_once(
         sent.set()
 
     def engine() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "services.cli",
-                "engine",
-                "--db",
-                pg_url,
-                "--calendar",
-                "always",
-                "--kafka",
-                broker.bootstrap,
-                "--partitions",
-                "0,1,2",
-                "--batch",
-                "200",
-                "--snapshot-every",
-                "1000",
-            ],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+        return carbonx(
+            "engine",
+            "--db",
+            pg_url,
+            "--calendar",
+            "always",
+            "--kafka",
+            broker.bootstrap,
+            "--partitions",
+            "0,1,2",
+            "--batch",
+            "200",
+            "--snapshot-every",
+            "1000",
         )
 
     sender = threading.Thread(target=send)

@@ -3,10 +3,8 @@ with its headers; a relay killed mid-stream resends, never skips."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -16,14 +14,13 @@ from kafka import KafkaConsumer, TopicPartition
 from events import decode
 from infra.kafka_topics import ensure_topic
 from infra.store import open_store
+from scripts.processes import carbonx
 from scripts.workload import workload
 from services.exchange.calendar import ALWAYS
 from services.exchange.config import EngineConfig
 from services.exchange.intake import Intake
 from services.exchange.runner import EngineRunner
 from services.relay import EVENTS_TOPIC, RELAY_READER, PositionDeduplicator, Relay
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _journal(url: str, trading_commands: int) -> int:
@@ -101,22 +98,7 @@ def test_a_relay_killed_mid_stream_resends_and_never_skips(
     ensure_topic(broker.bootstrap, EVENTS_TOPIC, partitions=3, replication=1)
 
     def start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "services.cli",
-                "relay",
-                "--db",
-                url,
-                "--kafka",
-                broker.bootstrap,
-            ],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        return carbonx("relay", "--db", url, "--kafka", broker.bootstrap, stderr=subprocess.DEVNULL)
 
     process = start()
     with open_store(url) as store:
