@@ -283,3 +283,27 @@ def test_a_restart_under_other_rules_refuses_to_continue(store_url: str) -> None
         again = EngineRunner(store, CONFIG, batch=100)
         assert again.recover() == 616  # 16 setup commands + 600: snapshot plus the tail
         assert again.engine.state_hash() == runner.engine.state_hash()
+
+
+def test_an_order_with_an_unknown_side_in_the_log_is_rejected_not_misread(
+    store_url: str,
+) -> None:
+    from events import frame
+    from events.exchange import OrderRejected
+
+    with open_store(store_url) as store:
+        setup = workload(0, enterprises=1)
+        Intake(store).submit(setup)
+        odd = c.PlaceOrder(
+            client_order_id="x",
+            enterprise_id="E0000",
+            instrument="HCC-2025",
+            side="hold",
+            order_type="limit",
+            quantity=10,
+            price=6_000,
+        )
+        store.intake.append([frame(odd, setup[-1][1])])  # behind the intake's back
+        EngineRunner(store, CONFIG).drain()
+        last = list(store.journal.events())[-1].event
+        assert isinstance(last, OrderRejected) and last.reason == "invalid_order"

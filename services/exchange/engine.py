@@ -57,6 +57,9 @@ __all__ = ["Account", "Engine", "Instrument"]
 
 ACTIVE = "active"
 SUSPENDED = "suspended"
+_SIDES = frozenset(("buy", "sell"))
+_ORDER_TYPES = frozenset(("limit", "market"))
+_TIME_IN_FORCE = frozenset(("day", "gtc", "gtd", "ioc", "fok"))
 
 
 class Account:
@@ -437,7 +440,15 @@ class Engine:
             return "account_frozen"
         if not self._continuous_open():
             return "market_closed"
-        if cmd.quantity <= 0 or (cmd.order_type == "limit" and cmd.price <= 0):
+        if (
+            cmd.quantity <= 0
+            or cmd.side not in _SIDES
+            or cmd.order_type not in _ORDER_TYPES
+            or cmd.time_in_force not in _TIME_IN_FORCE
+            or (cmd.order_type == "limit" and cmd.price <= 0)
+        ):
+            # Intake refuses these with field errors; a command that reached the log
+            # another way must still never be read as something it did not say.
             return "invalid_order"
         if cmd.time_in_force == "gtd" and cmd.expire_at <= self.time:
             return "invalid_expiry"
