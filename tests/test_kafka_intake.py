@@ -94,7 +94,7 @@ def test_an_engine_killed_mid_stream_moves_every_command_once(
         sender = KafkaCommandSender(broker.bootstrap)
         for start in range(0, len(commands), 300):
             sender.submit(commands[start : start + 300])
-            time.sleep(0.05)
+            time.sleep(0.4)  # spread over the kills below (~8 s)
         sender.close()
         sent.set()
 
