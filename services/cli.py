@@ -110,14 +110,23 @@ def engine(
             from infra.kafka_topics import ensure_topic
             from services.exchange.kafka_intake import COMMANDS_TOPIC, KafkaIntakeBridge
 
-            owned = [int(p) for p in partitions.split(",") if p.strip()]
+            try:
+                owned = sorted({int(p) for p in partitions.split(",") if p.strip()})
+            except ValueError:
+                owned = []
+            if not owned:
+                raise click.BadParameter(
+                    "give partition numbers, e.g. 0,1,2", param_hint="--partitions"
+                )
             ensure_topic(kafka, COMMANDS_TOPIC, max(owned) + 1, 1)
             bridge = KafkaIntakeBridge(store, kafka, owned)
-            threading.Thread(
+            bridge_thread = threading.Thread(
                 target=bridge.run, args=(stop,), name="carbonx-bridge", daemon=True
-            ).start()
+            )
+            bridge_thread.start()
         runner.run(stop, tune_gc=True)
         if bridge is not None:
+            bridge_thread.join(timeout=10)  # the consumer is not thread-safe: stop it first
             bridge.close()
         click.echo(
             f"engine stopped at intake position {runner.position} "
@@ -241,9 +250,10 @@ def replay(db_url: str, calendar: str, as_of: str, out: str | None) -> None:
     """Rebuild the state as of a point and print it (or write it, --out) as JSON.
 
     Every balance (cash available and held), holding (with serial ranges), open order
-    and market's previous close, exactly as it stood right after that journal position
-    (or after every command stamped at or before that time). The journal must be
-    replayed under the rules (--calendar) it was produced with.
+    and market's previous close, exactly as it stood right after the command that
+    journal position answers (or, for a time, after the commands up to the first one
+    stamped later). Every replayed result is checked against the journal: replaying
+    under other rules (--calendar) than the journal's fails instead of guessing.
     """
     import orjson
 

@@ -98,7 +98,7 @@ class Relay:
             futures.append(future)
             last = row.position
         if futures:
-            self._producer.flush()
+            self._producer.flush(timeout=60)  # raises KafkaTimeoutError when it expires
             # flush() waits but does not raise: a record the broker never acknowledged
             # shows only on its future, and must keep the position where it is.
             for future in futures:
@@ -117,25 +117,26 @@ class Relay:
     def run(self, stop: threading.Event, idle: float = 0.5) -> None:
         """Follow the journal until `stop` is set; broker outages are waited out."""
         backoff = 0.1
+        failed = False
         while not stop.is_set():
             try:
+                if failed:
+                    # Start again from what was acknowledged and recorded, with a new
+                    # producer: an idempotent producer whose id the broker forgot (a
+                    # broker restart) cannot recover by itself.
+                    self.position = self.store.journal.tracking(RELAY_READER)
+                    self._producer.close(timeout=1)
+                    self._producer = self._new_producer()
+                    failed = False
                 seen = self.store.generation()
                 if self.step() == 0:
                     self.store.wait_for_change(seen, idle)
                 backoff = 0.1
             except Exception:
                 log.exception("relay step failed; retrying in %.1f s", backoff)
-                # Start again from what was acknowledged and recorded, with a new
-                # producer: an idempotent producer whose id the broker forgot (a broker
-                # restart) cannot recover by itself.
-                self.position = self.store.journal.tracking(RELAY_READER)
+                failed = True
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
-                try:
-                    self._producer.close(timeout=1)
-                    self._producer = self._new_producer()
-                except Exception:
-                    log.exception("cannot reconnect to the broker yet")
 
     def close(self) -> None:
         self._producer.close(timeout=5)

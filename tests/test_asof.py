@@ -75,3 +75,27 @@ def test_carbonx_replay_prints_balances_holdings_and_orders_as_of_a_time(
     assert first["credits"]["HCC-2025"]["serials_available"] == [[1, 1_000_000]]
     bad = CliRunner().invoke(main, ["replay", "--db", store_url, "--as-of", "yesterday"])
     assert bad.exit_code == 2 and "--as-of" in bad.output
+
+
+def test_replaying_under_other_rules_fails_instead_of_guessing(store_url: str) -> None:
+    import pytest
+
+    with open_store(store_url) as store:
+        commands = workload(300, enterprises=5)
+        Intake(store).submit(commands)
+        runner = EngineRunner(store, CONFIG, snapshot_every=100)
+        runner.drain()
+        head = store.journal.head()[0]
+        other = EngineConfig(calendar=ALWAYS, fee_bps=9)
+        with pytest.raises(ValueError, match="rules"):
+            state_as_of(store, AsOf(-1, journal_position=head), other)
+        with pytest.raises(ValueError, match="no position"):
+            state_as_of(store, AsOf(-1, journal_position=head + 1), CONFIG)
+        # Commands the engine has not consumed yet are not part of any state.
+        late = [(command, time + 10**9) for command, time in workload(50, enterprises=5)]
+        Intake(store).submit(late[-50:])
+        future = state_as_of(store, AsOf(-1, time=late[-1][1] + 1), CONFIG)
+        assert future.state_hash() == runner.engine.state_hash()
+    result = CliRunner().invoke(main, ["replay", "--db", store_url, "--as-of", str(head)])
+    assert result.exit_code == 2  # the default calendar is cn-ets, the journal's is always
+    assert "rules" in result.output or "calendar" in result.output

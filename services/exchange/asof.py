@@ -3,8 +3,9 @@
 The engine is deterministic, so the state after any prefix of the intake log is a
 replay away: start from the latest snapshot at or before the point (or from empty),
 apply the commands up to it, and read the state. A point is a journal position (the
-state right after that entry was written), or a time (the state after every command
-stamped at or before it).
+state right after the command that entry answers), or a time (the state after the
+commands up to the first one stamped later: the engine's own clock, which only moves
+forward).
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from typing import Any
 
 import orjson
 
-from events.codec import decode
+from events.codec import decode, frame
 from events.exchange import EngineSnapshot
+from infra.recorders import Row
 from infra.store import Store
 from services.exchange import serials
 from services.exchange.config import EngineConfig
 from services.exchange.engine import Engine
+from services.exchange.runner import ENGINE_READER
 
 __all__ = ["AsOf", "parse_point", "report", "state_as_of"]
 
@@ -35,8 +38,8 @@ class AsOf:
 
 
 def parse_point(text: str) -> AsOf:
-    """A journal position ("1234") or an ISO 8601 time ("2025-11-25T10:00:00+08:00";
-    without an offset it is UTC)."""
+    """A journal position ("1234": digits only) or an ISO 8601 time with a "T"
+    ("2025-11-25T10:00:00+08:00"; without an offset it is UTC)."""
     if text.isdigit():
         return AsOf(intake_position=-1, journal_position=int(text))
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -72,25 +75,48 @@ def state_as_of(store: Store, point: AsOf, config: EngineConfig | None = None) -
     """The engine exactly as it was once the command at the resolved point was applied.
 
     A journal position in the middle of one command's results resolves to that whole
-    command: the engine applies a command atomically.
+    command: the engine applies a command atomically. Every replayed result is checked
+    against the journal, so a replay under other rules (say the wrong calendar) fails
+    with ValueError instead of showing a state the engine never had. Points beyond what
+    the engine has journaled are refused.
     """
     target = _resolve(store, point)
+    consumed = store.journal.tracking(ENGINE_READER)
+    if target.intake_position > consumed:
+        if point.time is None:
+            raise ValueError(f"the engine has only consumed intake up to {consumed}")
+        target = AsOf(consumed, time=point.time)  # as far as the engine has got
     engine = Engine(config)
-    start = 0
+    start = journal_start = 0
+    latest_row: Row | None = None
     for page in store.snapshots.pages(0, None, 100):
         for row in page:
-            snapshot = decode(row.body).event
-            assert isinstance(snapshot, EngineSnapshot)
-            if snapshot.intake_position <= target.intake_position:
-                try:
-                    engine = Engine.from_state(snapshot.state, config)
-                    start = snapshot.intake_position
-                except ValueError:
-                    pass  # taken under other rules: replay from earlier
+            if orjson.loads(row.body)["data"]["intake_position"] <= target.intake_position:
+                latest_row = row
+    if latest_row is not None:
+        # Only the snapshot we start from becomes objects and an engine.
+        latest = decode(latest_row.body).event
+        assert isinstance(latest, EngineSnapshot)
+        candidate = Engine.from_state(latest.state, config)  # ValueError: other rules
+        if candidate.state_hash() != latest.state_hash:
+            raise ValueError(f"snapshot at intake {latest.intake_position} is corrupt")
+        engine = candidate
+        start, journal_start = latest.intake_position, latest.journal_position
+    journal = (row for page in store.journal.pages(journal_start, None, 20_000) for row in page)
+    position = journal_start
     for page in store.intake.pages(start, target.intake_position, 20_000):
         for row in page:
             entry = decode(row.body)
-            engine.apply(entry.position, entry.time, entry.event)
+            for result in engine.apply(entry.position, entry.time, entry.event):
+                position += 1
+                stored = next(journal, None)
+                expected = frame(result, engine.time, entry.position).body(position)
+                if stored is None or stored.body != expected:
+                    raise ValueError(
+                        f"replaying intake {entry.position} does not give journal position "
+                        f"{position}: replay under the rules the journal was produced with "
+                        "(--calendar), or run `carbonx verify`"
+                    )
     return engine
 
 

@@ -87,11 +87,17 @@ class KafkaCommandSender:
             errors = validate(command)
             if errors:
                 raise InvalidCommand(command.type_name, errors)
-        for command, time in commands:
+        futures = [
             self._producer.send(
                 self.topic, key=command_key(command), value=encode_command(command, time)
             )
-        self._producer.flush()
+            for command, time in commands
+        ]
+        self._producer.flush(timeout=30)
+        # flush() waits but does not raise: a refused record shows only on its future.
+        for future in futures:
+            if future.failed():
+                raise RuntimeError(f"the broker did not accept a command: {future.exception!r}")
 
     def close(self) -> None:
         self._producer.close(timeout=5)
@@ -118,6 +124,9 @@ class KafkaIntakeBridge:
             client_id="carbonx-engine",
             group_id=None,
             enable_auto_commit=False,
+            # Never jump silently: a stored offset the broker no longer has (retention,
+            # a recreated topic) must stop this partition loudly, not skip commands.
+            auto_offset_reset="none",
         )
         self._partitions = {p: TopicPartition(topic, p) for p in partitions}
         self._consumer.assign(list(self._partitions.values()))
@@ -144,6 +153,11 @@ class KafkaIntakeBridge:
             records = [r for r in records if r.offset >= expected]
             if not records:
                 continue
+            if records[0].offset != expected:
+                raise RuntimeError(
+                    f"{self.topic}[{tp.partition}]: expected offset {expected}, the broker "
+                    f"gave {records[0].offset}; commands in between would be lost"
+                )
             pending = []
             for record in records:
                 command, time = decode_command(record.value)
@@ -162,16 +176,21 @@ class KafkaIntakeBridge:
         return moved
 
     def run(self, stop: threading.Event) -> None:
+        """Move commands until `stop` is set; store and broker outages are waited out."""
         backoff = 0.1
+        needs_resync = False
         while not stop.is_set():
             try:
+                if needs_resync:
+                    self.resync()
+                    needs_resync = False
                 self.step()
                 backoff = 0.1
             except Exception:
                 log.exception("command bridge step failed; retrying in %.1f s", backoff)
+                needs_resync = True
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
-                self.resync()
 
     def close(self) -> None:
         self._consumer.close()
