@@ -10,6 +10,7 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 
 import click
 
@@ -36,6 +37,16 @@ db_option = click.option(
 @click.version_option("0.1.0", prog_name="carbonx")
 def main() -> None:
     """carbonx: carbon-credit registry, exchange and settlement, event-sourced."""
+
+
+def listen_options(command: Callable[..., None]) -> Callable[..., None]:
+    """--host and --port, for the commands that serve HTTP."""
+    command = click.option(
+        "--port", default=8000, show_default=True, type=int, help="Port to listen on."
+    )(command)
+    return click.option(
+        "--host", default="127.0.0.1", show_default=True, help="Interface to listen on."
+    )(command)
 
 
 calendar_option = click.option(
@@ -175,8 +186,7 @@ def relay(db_url: str, kafka: str, partitions: int, replication: int) -> None:
 
 @main.command()
 @db_option
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@listen_options
 @click.option(
     "--kafka",
     envvar="CARBONX_KAFKA_BOOTSTRAP",
@@ -279,8 +289,7 @@ def replay(db_url: str, calendar: str, as_of: str, out: str | None) -> None:
 
 @main.command()
 @db_option
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@listen_options
 @click.option(
     "--kafka",
     envvar="CARBONX_KAFKA_BOOTSTRAP",

@@ -154,4 +154,3 @@ def test_an_engine_killed_mid_stream_moves_every_command_once(
 
     with open_store(pg_url) as store:
         assert reexecute(store, CONFIG).ok
-
