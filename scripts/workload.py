@@ -61,41 +61,23 @@ def stream(
         above = (side == "buy") == crossing
         price = MID + offset if above else MID - offset
         coid = f"c{position}"
-        if roll < 0.8:
-            tif = "gtc" if rng.random() < 0.3 else "day"
+        if roll < 0.8:  # limit: day or gtc, cancellable later
+            order_type, tif = "limit", "gtc" if rng.random() < 0.3 else "day"
             placed.append((position, eid))
-            yield c.PlaceOrder(
-                client_order_id=coid,
-                enterprise_id=eid,
-                instrument=SYMBOL,
-                side=side,
-                order_type="limit",
-                quantity=quantity,
-                price=price,
-                time_in_force=tif,
-            )
         elif roll < 0.9:
-            yield c.PlaceOrder(
-                client_order_id=coid,
-                enterprise_id=eid,
-                instrument=SYMBOL,
-                side=side,
-                order_type="market",
-                quantity=quantity,
-                time_in_force="ioc",
-            )
+            order_type, tif, price = "market", "ioc", 0
         else:
-            tif = "ioc" if rng.random() < 0.5 else "fok"
-            yield c.PlaceOrder(
-                client_order_id=coid,
-                enterprise_id=eid,
-                instrument=SYMBOL,
-                side=side,
-                order_type="limit",
-                quantity=quantity,
-                price=price,
-                time_in_force=tif,
-            )
+            order_type, tif = "limit", "ioc" if rng.random() < 0.5 else "fok"
+        yield c.PlaceOrder(
+            client_order_id=coid,
+            enterprise_id=eid,
+            instrument=SYMBOL,
+            side=side,
+            order_type=order_type,
+            quantity=quantity,
+            price=price,
+            time_in_force=tif,
+        )
 
 
 def workload(n: int, enterprises: int = 200, seed: int = 7) -> list[tuple[Event, int]]:

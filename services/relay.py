@@ -25,6 +25,7 @@ import orjson
 
 from infra.recorders import Row
 from infra.store import Store
+from infra.supervise import supervise
 
 __all__ = [
     "EVENTS_TOPIC",
@@ -116,27 +117,21 @@ class Relay:
 
     def run(self, stop: threading.Event, idle: float = 0.5) -> None:
         """Follow the journal until `stop` is set; broker outages are waited out."""
-        backoff = 0.1
-        failed = False
-        while not stop.is_set():
-            try:
-                if failed:
-                    # Start again from what was acknowledged and recorded, with a new
-                    # producer: an idempotent producer whose id the broker forgot (a
-                    # broker restart) cannot recover by itself.
-                    self.position = self.store.journal.tracking(RELAY_READER)
-                    self._producer.close(timeout=1)
-                    self._producer = self._new_producer()
-                    failed = False
-                seen = self.store.generation()
-                if self.step() == 0:
-                    self.store.wait_for_change(seen, idle)
-                backoff = 0.1
-            except Exception:
-                log.exception("relay step failed; retrying in %.1f s", backoff)
-                failed = True
-                stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
+
+        def publish_once() -> None:
+            seen = self.store.generation()
+            if self.step() == 0:
+                self.store.wait_for_change(seen, idle)
+
+        def after_failure() -> None:
+            # Start again from what was acknowledged and recorded, with a new producer:
+            # an idempotent producer whose id the broker forgot (a broker restart)
+            # cannot recover by itself.
+            self.position = self.store.journal.tracking(RELAY_READER)
+            self._producer.close(timeout=1)
+            self._producer = self._new_producer()
+
+        supervise(stop, publish_once, after_failure, name="relay", log=log)
 
     def close(self) -> None:
         self._producer.close(timeout=5)

@@ -27,6 +27,7 @@ from events.base import Event
 from events.codec import encode_data, frame, to_event
 from infra.recorders import TrackingConflict
 from infra.store import Store, Tracking
+from infra.supervise import supervise
 from services.exchange.intake import InvalidCommand, validate
 
 __all__ = [
@@ -177,20 +178,7 @@ class KafkaIntakeBridge:
 
     def run(self, stop: threading.Event) -> None:
         """Move commands until `stop` is set; store and broker outages are waited out."""
-        backoff = 0.1
-        needs_resync = False
-        while not stop.is_set():
-            try:
-                if needs_resync:
-                    self.resync()
-                    needs_resync = False
-                self.step()
-                backoff = 0.1
-            except Exception:
-                log.exception("command bridge step failed; retrying in %.1f s", backoff)
-                needs_resync = True
-                stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
+        supervise(stop, self.step, self.resync, name="command bridge", log=log)
 
     def close(self) -> None:
         self._consumer.close()

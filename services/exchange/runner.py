@@ -25,6 +25,7 @@ from events.codec import Pending, decode, frame
 from events.exchange import EngineSnapshot
 from infra.recorders import TrackingConflict
 from infra.store import Store, Tracking
+from infra.supervise import supervise
 from services.exchange.config import EngineConfig
 from services.exchange.engine import Engine
 
@@ -201,30 +202,23 @@ class EngineRunner:
         `tune_gc` (a process that is only an engine), the collector is tuned for a
         large long-lived state: ~7% more commands/s.
         """
-        backoff = 0.1
-        while not stop.is_set():
-            try:
-                if self._dirty:
-                    self.recover()
-                    log.info("engine recovered at intake position %s", self.position)
-                    if tune_gc:
-                        gc.collect()
-                        gc.freeze()
-                        gc.set_threshold(100_000, 50, 100)
-                seen = self.store.generation()
-                if self.step() == 0:
-                    self.store.wait_for_change(seen, idle)
-                backoff = 0.1
-            except ReplayMismatch:
-                log.exception("the engine disagrees with its journal; stopping")
-                raise
-            except Exception:
-                log.exception("engine step failed; retrying in %.1f s", backoff)
-                self._dirty = True
+
+        def follow_once() -> None:
+            if self._dirty:
+                self.recover()
+                log.info("engine recovered at intake position %s", self.position)
                 if tune_gc:
-                    gc.unfreeze()
-                stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
+                    gc.collect()
+                    gc.freeze()
+                    gc.set_threshold(100_000, 50, 100)
+            seen = self.store.generation()
+            if self.step() == 0:
+                self.store.wait_for_change(seen, idle)
+
+        def after_failure() -> None:
+            self._dirty = True  # follow_once recovers before it steps again
+
+        supervise(stop, follow_once, after_failure, name="engine", log=log, fatal=(ReplayMismatch,))
 
     def drain(self) -> int:
         """Process everything appended so far (tests, CLI tools); commands consumed."""
