@@ -31,6 +31,7 @@ from events.chain import ChainReport, ChainWalker
 from events.codec import Decoded, Pending, decode
 from infra.notify import Notifier, PostgresListener
 from infra.recorders import Appended, LogRecorder, PostgresLogRecorder, Row, SQLiteLogRecorder
+from infra.sqldb import PostgresDatabase, SqlDatabase, SQLiteDatabase
 
 __all__ = ["DEFAULT_URL", "Log", "Store", "Tracking", "open_store"]
 
@@ -156,9 +157,16 @@ class Store:
     """The named logs of one database, and the resources they share."""
 
     def __init__(
-        self, url: str, recorders: dict[str, LogRecorder], notifier: Notifier, closers: list[Any]
+        self,
+        url: str,
+        recorders: dict[str, LogRecorder],
+        notifier: Notifier,
+        closers: list[Any],
+        sql: SqlDatabase,
     ) -> None:
         self.url = url
+        #: Plain SQL on the same database: read models, tokens, idempotency records.
+        self.sql = sql
         self.backend = urlsplit(url).scheme.split("+")[0]
         self._notifier = notifier
         self._closers = closers
@@ -178,6 +186,10 @@ class Store:
 
     def log(self, name: str) -> Log:
         return self.logs[name]
+
+    def poke(self) -> None:
+        """Wake this process's waiters (something other than a log append changed)."""
+        self._notifier.poke()
 
     def generation(self) -> int:
         """A counter that moves whenever any log of this store may have grown."""
@@ -254,7 +266,8 @@ def _open_sqlite(url: str, path: str, query: dict[str, list[str]], names: tuple[
             )
             recorder.create_table()
             recorders[name] = recorder
-    return Store(url, recorders, Notifier(poll=0.02), [datastore.close])
+    sql = SQLiteDatabase(db_name, uri=db_name.startswith("file:"), timeout=30.0)
+    return Store(url, recorders, Notifier(poll=0.02), [datastore.close, sql.close], sql)
 
 
 def _conninfo(datastore: PostgresDatastore) -> dict[str, Any]:
@@ -307,6 +320,8 @@ def _open_postgres(
             recorder.create_table()
             recorders[name] = recorder
             channels.append(recorder.channel_name)
+    channels.append("carbonx_projections")  # projections.projector.PROJECTOR_CHANNEL
     notifier = Notifier(poll=1.0)
     listener = PostgresListener(conninfo, channels, notifier)
-    return Store(url, recorders, notifier, [listener.close, datastore.close])
+    sql = PostgresDatabase(conninfo, max_size=_int(query, "sql_pool_size", 8))
+    return Store(url, recorders, notifier, [listener.close, datastore.close, sql.close], sql)

@@ -1,0 +1,122 @@
+"""What every read model is: a consumer of the journal that owns some tables.
+
+A projection keeps the state it needs in memory, applies journal entries to it one at
+a time (:meth:`Projection.apply`), and writes what changed (:meth:`Projection.flush`)
+inside the transaction that also records how far it got. That transaction is the whole
+exactly-once story: rows and position commit together or not at all, so a projection
+killed mid-batch resumes from its last committed position with no gap and no duplicate.
+
+Tables are declared, not hand-created, so that a rebuild can drop and recreate exactly
+what a projection owns, and the same declaration serves SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from events.base import Event
+from infra.sqldb import Cursor, SqlDatabase
+
+__all__ = ["Entry", "Projection", "Table", "upsert"]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One journal entry as projections see it."""
+
+    position: int
+    time: int  # µs since the epoch, from the command that caused it
+    cause: int | None  # the intake position of that command
+    event: Event
+
+
+@dataclass(frozen=True)
+class Table:
+    """A read-model table: columns as (name, SQL type), its key, and extra indexes."""
+
+    name: str
+    columns: tuple[tuple[str, str], ...]
+    key: tuple[str, ...] = ()
+    indexes: tuple[tuple[str, ...], ...] = field(default=())
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.columns)
+
+    def create(self) -> list[str]:
+        columns = [f"{name} {kind}" for name, kind in self.columns]
+        if self.key:
+            columns.append(f"PRIMARY KEY ({', '.join(self.key)})")
+        statements = [f"CREATE TABLE IF NOT EXISTS {self.name} ({', '.join(columns)})"]
+        for index in self.indexes:
+            statements.append(
+                f"CREATE INDEX IF NOT EXISTS {self.name}_{'_'.join(index)}_idx "
+                f"ON {self.name} ({', '.join(index)})"
+            )
+        return statements
+
+
+def upsert(table: Table) -> str:
+    """INSERT … ON CONFLICT (key) DO UPDATE: the same text works on SQLite and PostgreSQL."""
+    names = table.column_names
+    updates = ", ".join(f"{n} = excluded.{n}" for n in names if n not in table.key)
+    return (
+        f"INSERT INTO {table.name} ({', '.join(names)}) "
+        f"VALUES ({', '.join(['%s'] * len(names))}) "
+        f"ON CONFLICT ({', '.join(table.key)}) DO UPDATE SET {updates}"
+    )
+
+
+class Projection:
+    """Base class: dispatch by event class to ``on_<EventName>`` methods.
+
+    Subclasses declare ``name`` and ``tables``, keep their in-memory state in
+    :meth:`reset`, rebuild it from their tables in :meth:`load` (after a restart), and
+    write their pending changes in :meth:`flush`.
+    """
+
+    name: ClassVar[str]
+    tables: ClassVar[tuple[Table, ...]]
+
+    def __init__(self) -> None:
+        self._dispatch: dict[type[Event], Callable[[Entry], None] | None] = {}
+        self.reset()
+
+    def handles(self, event_class: type[Event]) -> Callable[[Entry], None] | None:
+        try:
+            return self._dispatch[event_class]
+        except KeyError:
+            handler = getattr(self, f"on_{event_class.__name__}", None)
+            self._dispatch[event_class] = handler
+            return handler
+
+    def apply(self, entry: Entry) -> None:
+        handler = self.handles(type(entry.event))
+        if handler is not None:
+            handler(entry)
+
+    def reset(self) -> None:
+        """Forget all in-memory state (before a rebuild from position 0)."""
+
+    def load(self, db: SqlDatabase) -> None:
+        """Rebuild the in-memory state from this projection's tables."""
+
+    def flush(self, cursor: Cursor) -> None:
+        """Write every pending change (inside the caller's transaction)."""
+
+    # -- helpers for subclasses
+
+    @staticmethod
+    def write_upserts(cursor: Cursor, table: Table, rows: Iterable[Sequence[Any]]) -> None:
+        batch = list(rows)
+        if batch:
+            cursor.executemany(upsert(table), batch)
+
+    @staticmethod
+    def write_deletes(cursor: Cursor, table: Table, keys: Iterable[Sequence[Any]]) -> None:
+        batch = list(keys)
+        if batch:
+            where = " AND ".join(f"{name} = %s" for name in table.key)
+            cursor.executemany(f"DELETE FROM {table.name} WHERE {where}", batch)

@@ -1,0 +1,183 @@
+"""Credit holdings as serial ranges, and the registry of issued and cancelled serials.
+
+The engine publishes the exact serials of every movement (issuance blocks, each fill's
+delivery, transfers, surrenders, retirements), so who holds which serial is a fold over
+the journal. A serial that would be added to a holder who already has it, or removed
+from one who does not, means the journal contradicts itself: the projection refuses
+(:class:`SerialConflict`) rather than publish a double count.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from events import accounts as a
+from events import exchange as x
+from infra.sqldb import Cursor, SqlDatabase
+from projections.base import Entry, Projection, Table
+
+__all__ = ["Holdings", "SerialConflict", "holdings_of"]
+
+Ranges = list[list[int]]
+
+HOLDINGS = Table(
+    "rm_holdings",
+    (
+        ("enterprise_id", "TEXT NOT NULL"),
+        ("instrument", "TEXT NOT NULL"),
+        ("serial_first", "BIGINT NOT NULL"),
+        ("serial_last", "BIGINT NOT NULL"),
+    ),
+    key=("instrument", "serial_first"),
+    indexes=(("enterprise_id", "instrument"),),
+)
+ISSUANCES = Table(
+    "rm_issuances",
+    (
+        ("position", "BIGINT NOT NULL"),
+        ("time", "BIGINT NOT NULL"),
+        ("enterprise_id", "TEXT NOT NULL"),
+        ("instrument", "TEXT NOT NULL"),
+        ("quantity", "BIGINT NOT NULL"),
+        ("serial_first", "BIGINT NOT NULL"),
+        ("serial_last", "BIGINT NOT NULL"),
+        ("reason", "TEXT NOT NULL"),
+    ),
+    key=("position",),
+)
+CANCELLATIONS = Table(
+    "rm_cancellations",
+    (
+        ("position", "BIGINT NOT NULL"),
+        ("time", "BIGINT NOT NULL"),
+        ("kind", "TEXT NOT NULL"),  # surrender | retirement
+        ("enterprise_id", "TEXT NOT NULL"),
+        ("instrument", "TEXT NOT NULL"),
+        ("quantity", "BIGINT NOT NULL"),
+        ("serials", "TEXT NOT NULL"),  # JSON [[first, last], ...]
+        ("period", "TEXT"),
+        ("beneficiary", "TEXT"),
+        ("reason", "TEXT"),
+    ),
+    key=("position",),
+)
+
+
+class SerialConflict(ValueError):
+    """The journal moves a serial its holder does not have, or gives one twice."""
+
+
+def add_ranges(held: Ranges, ranges: Any) -> None:
+    """Merge `ranges` into the sorted, disjoint `held` (in place)."""
+    for first, last in ranges:
+        for start, end in held:
+            if first <= end and start <= last:
+                raise SerialConflict(f"serials {first}-{last} overlap held {start}-{end}")
+        held.append([first, last])
+    held.sort()
+    merged: Ranges = []
+    for first, last in held:
+        if merged and merged[-1][1] + 1 == first:
+            merged[-1][1] = last
+        else:
+            merged.append([first, last])
+    held[:] = merged
+
+
+def remove_ranges(held: Ranges, ranges: Any) -> None:
+    """Cut `ranges` out of `held` (in place); every serial must be there."""
+    for first, last in ranges:
+        for index, (start, end) in enumerate(held):
+            if start <= first and last <= end:
+                pieces = ([[start, first - 1]] if start < first else []) + (
+                    [[last + 1, end]] if last < end else []
+                )
+                held[index : index + 1] = pieces
+                break
+        else:
+            raise SerialConflict(f"serials {first}-{last} are not held")
+
+
+class Holdings(Projection):
+    name = "holdings"
+    tables = (HOLDINGS, ISSUANCES, CANCELLATIONS)
+
+    def reset(self) -> None:
+        self.held: dict[tuple[str, str], Ranges] = {}
+        self._dirty: set[tuple[str, str]] = set()
+        self._issued: list[tuple[Any, ...]] = []
+        self._cancelled: list[tuple[Any, ...]] = []
+
+    def load(self, db: SqlDatabase) -> None:
+        for eid, symbol, first, last in db.query(
+            "SELECT * FROM rm_holdings ORDER BY enterprise_id, instrument, serial_first"
+        ):
+            self.held.setdefault((eid, symbol), []).append([first, last])
+
+    def flush(self, cursor: Cursor) -> None:
+        keys = sorted(self._dirty)
+        cursor.executemany(
+            "DELETE FROM rm_holdings WHERE enterprise_id = %s AND instrument = %s", keys
+        )
+        rows = [(e, s, first, last) for e, s in keys for first, last in self.held.get((e, s), [])]
+        cursor.insert_rows(HOLDINGS.name, HOLDINGS.column_names, rows)
+        cursor.insert_rows(ISSUANCES.name, ISSUANCES.column_names, self._issued)
+        cursor.insert_rows(CANCELLATIONS.name, CANCELLATIONS.column_names, self._cancelled)
+        self._dirty.clear()
+        self._issued = []
+        self._cancelled = []
+
+    def _ranges(self, eid: str, symbol: str) -> Ranges:
+        key = (eid, symbol)
+        self._dirty.add(key)
+        return self.held.setdefault(key, [])
+
+    def on_CreditsIssued(self, entry: Entry) -> None:
+        e: a.CreditsIssued = entry.event  # type: ignore[assignment]
+        add_ranges(self._ranges(e.enterprise_id, e.instrument), [(e.serial_first, e.serial_last)])
+        self._issued.append(
+            (entry.position, entry.time, e.enterprise_id, e.instrument, e.quantity,
+             e.serial_first, e.serial_last, e.reason)
+        )  # fmt: skip
+
+    def _move(self, source: str, target: str, symbol: str, serials: Any) -> None:
+        remove_ranges(self._ranges(source, symbol), serials)
+        add_ranges(self._ranges(target, symbol), serials)
+
+    def on_TradeExecuted(self, entry: Entry) -> None:
+        t: x.TradeExecuted = entry.event  # type: ignore[assignment]
+        self._move(t.seller_id, t.buyer_id, t.instrument, t.serials)
+
+    def on_CreditsTransferred(self, entry: Entry) -> None:
+        e: a.CreditsTransferred = entry.event  # type: ignore[assignment]
+        self._move(e.from_enterprise_id, e.to_enterprise_id, e.instrument, e.serials)
+
+    def on_CreditsSurrendered(self, entry: Entry) -> None:
+        e: a.CreditsSurrendered = entry.event  # type: ignore[assignment]
+        remove_ranges(self._ranges(e.enterprise_id, e.instrument), e.serials)
+        self._cancelled.append(
+            (entry.position, entry.time, "surrender", e.enterprise_id, e.instrument, e.quantity,
+             orjson.dumps(e.serials).decode(), e.period, None, None)
+        )  # fmt: skip
+
+    def on_CreditsRetired(self, entry: Entry) -> None:
+        e: a.CreditsRetired = entry.event  # type: ignore[assignment]
+        remove_ranges(self._ranges(e.enterprise_id, e.instrument), e.serials)
+        self._cancelled.append(
+            (entry.position, entry.time, "retirement", e.enterprise_id, e.instrument,
+             e.quantity, orjson.dumps(e.serials).decode(), None, e.beneficiary, e.reason)
+        )  # fmt: skip
+
+
+def holdings_of(db: SqlDatabase, enterprise_id: str) -> dict[str, list[list[int]]]:
+    """Serial ranges held (available and held for orders), per instrument."""
+    found: dict[str, list[list[int]]] = {}
+    for symbol, first, last in db.query(
+        "SELECT instrument, serial_first, serial_last FROM rm_holdings "
+        "WHERE enterprise_id = %s ORDER BY instrument, serial_first",
+        (enterprise_id,),
+    ):
+        found.setdefault(symbol, []).append([first, last])
+    return found

@@ -1,0 +1,286 @@
+"""Orders and their states, with every fill; and each command's outcome.
+
+An order's id is the intake position of the command that placed it, so a client that
+submitted a command knows where to look. ``rm_outcomes`` answers "what became of the
+command at intake position P": the journal positions of its results and, when the
+engine refused it, the reason. The gateway reads it to answer writes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from events import accounts as a
+from events import exchange as x
+from infra.sqldb import Cursor, SqlDatabase
+from projections.base import Entry, Projection, Table
+
+__all__ = ["OPEN_STATUSES", "Orders", "Outcomes", "order", "orders", "outcome"]
+
+ORDER_COLUMNS = (
+    ("order_id", "BIGINT NOT NULL"),
+    ("client_order_id", "TEXT NOT NULL"),
+    ("enterprise_id", "TEXT NOT NULL"),
+    ("instrument", "TEXT NOT NULL"),
+    ("side", "TEXT NOT NULL"),
+    ("type", "TEXT NOT NULL"),
+    ("price", "BIGINT NOT NULL"),
+    ("quantity", "BIGINT NOT NULL"),
+    ("filled_quantity", "BIGINT NOT NULL"),
+    ("remaining_quantity", "BIGINT NOT NULL"),
+    ("time_in_force", "TEXT NOT NULL"),
+    ("post_only", "BOOLEAN NOT NULL"),
+    ("expire_at", "BIGINT NOT NULL"),
+    ("status", "TEXT NOT NULL"),
+    ("reject_reason", "TEXT"),
+    ("held_cash", "BIGINT NOT NULL"),
+    ("created_time", "BIGINT NOT NULL"),
+    ("updated_position", "BIGINT NOT NULL"),
+)
+ORDERS = Table(
+    "rm_orders",
+    ORDER_COLUMNS,
+    key=("order_id",),
+    indexes=(("enterprise_id", "status"), ("enterprise_id", "client_order_id")),
+)
+FILLS = Table(
+    "rm_fills",
+    (
+        ("order_id", "BIGINT NOT NULL"),
+        ("trade_id", "BIGINT NOT NULL"),
+        ("position", "BIGINT NOT NULL"),
+        ("price", "BIGINT NOT NULL"),
+        ("quantity", "BIGINT NOT NULL"),
+        ("fee", "BIGINT NOT NULL"),
+        ("counterparty_side", "TEXT NOT NULL"),
+    ),
+    key=("order_id", "trade_id"),
+)
+OPEN_STATUSES = ("open", "partially_filled")
+_ENDED = {"filled", "cancelled", "expired", "rejected"}
+
+# Column indexes into an order row (a list, for cheap in-place updates).
+_QTY, _FILLED, _REMAINING, _STATUS, _HELD, _UPDATED = 7, 8, 9, 13, 15, 17
+
+
+class Orders(Projection):
+    name = "orders"
+    tables = (ORDERS, FILLS)
+
+    def reset(self) -> None:
+        self.open: dict[int, list[Any]] = {}  # orders that can still change
+        self._dirty: dict[int, list[Any]] = {}
+        self._fills: list[tuple[Any, ...]] = []
+
+    def load(self, db: SqlDatabase) -> None:
+        for row in db.query("SELECT * FROM rm_orders WHERE status IN ('open', 'partially_filled')"):
+            self.open[row[0]] = list(row)
+
+    def flush(self, cursor: Cursor) -> None:
+        self.write_upserts(cursor, ORDERS, [tuple(r) for _, r in sorted(self._dirty.items())])
+        cursor.insert_rows(FILLS.name, FILLS.column_names, self._fills)
+        self._dirty.clear()
+        self._fills = []
+
+    def _touch(self, order_id: int, position: int) -> list[Any] | None:
+        row = self.open.get(order_id)
+        if row is not None:
+            row[_UPDATED] = position
+            self._dirty[order_id] = row
+        return row
+
+    def _end(self, order_id: int, row: list[Any], status: str) -> None:
+        row[_STATUS] = status
+        del self.open[order_id]
+
+    def on_OrderAccepted(self, entry: Entry) -> None:
+        e: x.OrderAccepted = entry.event  # type: ignore[assignment]
+        row = [
+            e.order_id, e.client_order_id, e.enterprise_id, e.instrument, e.side,
+            e.order_type, e.price, e.quantity, 0, e.quantity, e.time_in_force,
+            e.post_only, e.expire_at, "open", None, e.held_cash, entry.time, entry.position,
+        ]  # fmt: skip
+        self.open[e.order_id] = row
+        self._dirty[e.order_id] = row
+
+    def on_OrderRejected(self, entry: Entry) -> None:
+        e: x.OrderRejected = entry.event  # type: ignore[assignment]
+        self._dirty[e.order_id] = [
+            e.order_id, e.client_order_id, e.enterprise_id, e.instrument, e.side,
+            "market" if e.price == 0 else "limit", e.price, e.quantity, 0, 0, "",
+            False, 0, "rejected", e.reason, 0, entry.time, entry.position,
+        ]  # fmt: skip
+
+    def on_TradeExecuted(self, entry: Entry) -> None:
+        t: x.TradeExecuted = entry.event  # type: ignore[assignment]
+        if not t.buy_order_id:  # a block trade: no orders involved
+            return
+        buyer_taker = t.aggressor == "buy"
+        for order_id, fee, taker in (
+            (t.buy_order_id, t.buyer_fee, buyer_taker),
+            (t.sell_order_id, t.seller_fee, not buyer_taker),
+        ):
+            row = self._touch(order_id, entry.position)
+            if row is None:
+                continue
+            row[_FILLED] += t.quantity
+            row[_REMAINING] -= t.quantity
+            if order_id == t.buy_order_id:
+                row[_HELD] -= t.price * t.quantity + fee + t.buyer_released
+            if row[_REMAINING] == 0:
+                self._end(order_id, row, "filled")
+            else:
+                row[_STATUS] = "partially_filled"
+            self._fills.append(
+                (order_id, t.trade_id, entry.position, t.price, t.quantity, fee,
+                 "taker" if taker else "maker")
+            )  # fmt: skip
+
+    def _finish(self, entry: Entry, status: str) -> None:
+        e: x.OrderCancelled | x.OrderExpired = entry.event  # type: ignore[assignment]
+        row = self._touch(e.order_id, entry.position)
+        if row is not None:
+            row[_HELD] = 0
+            row[_REMAINING] = 0
+            self._end(e.order_id, row, status)
+
+    def on_OrderCancelled(self, entry: Entry) -> None:
+        self._finish(entry, "cancelled")
+
+    def on_OrderExpired(self, entry: Entry) -> None:
+        self._finish(entry, "expired")
+
+    def on_OrderReduced(self, entry: Entry) -> None:
+        e: x.OrderReduced = entry.event  # type: ignore[assignment]
+        row = self._touch(e.order_id, entry.position)
+        if row is not None:
+            row[_QTY] -= row[_REMAINING] - e.remaining_quantity
+            row[_REMAINING] = e.remaining_quantity
+            row[_HELD] -= e.released_cash
+
+    def on_OrderRepriced(self, entry: Entry) -> None:
+        e: x.OrderRepriced = entry.event  # type: ignore[assignment]
+        row = self._touch(e.order_id, entry.position)
+        if row is not None:
+            row[6] = e.price
+            row[_HELD] += e.held_cash_delta
+
+
+OUTCOMES = Table(
+    "rm_outcomes",
+    (
+        ("cause", "BIGINT NOT NULL"),
+        ("first_position", "BIGINT NOT NULL"),
+        ("last_position", "BIGINT NOT NULL"),
+        ("result_type", "TEXT NOT NULL"),
+        ("reject_reason", "TEXT"),
+        ("detail", "TEXT"),
+    ),
+    key=("cause",),
+)
+
+
+class Outcomes(Projection):
+    """One row per command that had results: where they are, and a refusal's reason."""
+
+    name = "outcomes"
+    tables = (OUTCOMES,)
+
+    def reset(self) -> None:
+        self._rows: dict[int, list[Any]] = {}
+
+    def flush(self, cursor: Cursor) -> None:
+        self.write_upserts(cursor, OUTCOMES, [tuple(r) for _, r in sorted(self._rows.items())])
+        self._rows.clear()
+
+    def apply(self, entry: Entry) -> None:
+        cause = entry.cause
+        if cause is None:
+            return
+        event = entry.event
+        kind = event.type_name
+        row = self._rows.get(cause)
+        if row is None:
+            row = self._rows[cause] = [cause, entry.position, entry.position, kind, None, None]
+        row[2] = entry.position
+        # The answer to a command is its first result that is not a by-product of the
+        # time it carried (expiries and the daily close come first).
+        if row[3] in _TIME_RESULTS and kind not in _TIME_RESULTS:
+            row[3] = kind
+        if row[4] is None and isinstance(event, a.CommandRejected | x.OrderRejected):
+            row[4] = event.reason
+            row[5] = getattr(event, "detail", None)
+
+
+_TIME_RESULTS = {"OrderExpired", "TradingDayClosed"}
+
+
+# ---------------------------------------------------------------------------- queries
+
+_SELECT = f"SELECT {', '.join(n for n, _ in ORDER_COLUMNS)} FROM rm_orders"
+
+
+def _order_dict(row: tuple[Any, ...], fills: list[dict[str, Any]]) -> dict[str, Any]:
+    data = dict(zip((n for n, _ in ORDER_COLUMNS), row, strict=True))
+    data["post_only"] = bool(data["post_only"])
+    data["fills"] = fills
+    return data
+
+
+def _fills_of(db: SqlDatabase, order_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    found: dict[int, list[dict[str, Any]]] = {i: [] for i in order_ids}
+    for start in range(0, len(order_ids), 500):
+        chunk = order_ids[start : start + 500]
+        marks = ", ".join(["%s"] * len(chunk))
+        for order_id, trade_id, position, price, quantity, fee, side in db.query(
+            f"SELECT * FROM rm_fills WHERE order_id IN ({marks}) ORDER BY order_id, trade_id",
+            chunk,
+        ):
+            found[order_id].append(
+                {"trade_id": trade_id, "position": position, "price": price,
+                 "quantity": quantity, "fee": fee, "counterparty_side": side}
+            )  # fmt: skip
+    return found
+
+
+def order(db: SqlDatabase, order_id: int) -> dict[str, Any] | None:
+    rows = db.query(f"{_SELECT} WHERE order_id = %s", (order_id,))
+    if not rows:
+        return None
+    return _order_dict(rows[0], _fills_of(db, [order_id])[order_id])
+
+
+def orders(
+    db: SqlDatabase,
+    enterprise_id: str | None = None,
+    status: str | None = None,
+    limit: int = 200,
+    before: int | None = None,
+) -> list[dict[str, Any]]:
+    """Newest first; `status` may be "open" (open and partially filled) or any status."""
+    where: list[str] = []
+    params: list[Any] = []
+    if enterprise_id is not None:
+        where.append("enterprise_id = %s")
+        params.append(enterprise_id)
+    if status == "open":
+        where.append("status IN ('open', 'partially_filled')")
+    elif status is not None:
+        where.append("status = %s")
+        params.append(status)
+    if before is not None:
+        where.append("order_id < %s")
+        params.append(before)
+    sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
+    rows = db.query(sql + " ORDER BY order_id DESC LIMIT %s", (*params, limit))
+    fills = _fills_of(db, [r[0] for r in rows])
+    return [_order_dict(r, fills[r[0]]) for r in rows]
+
+
+def outcome(db: SqlDatabase, cause: int) -> dict[str, Any] | None:
+    rows = db.query("SELECT * FROM rm_outcomes WHERE cause = %s", (cause,))
+    if not rows:
+        return None
+    cause_, first, last, kind, reason, detail = rows[0]
+    return {"cause": cause_, "first_position": first, "last_position": last,
+            "result_type": kind, "reject_reason": reason, "detail": detail}  # fmt: skip

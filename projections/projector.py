@@ -1,0 +1,202 @@
+"""The projector: feeds journal entries to the read models, exactly once.
+
+Each projection has its own tracking row in ``rm_tracking``; a batch's rows and the new
+positions commit in one transaction. Projections may stand at different positions (one
+was just rebuilt, another was added later): every entry goes only to those that have
+not seen it yet, so they converge on the journal's head together.
+
+Batches end on command boundaries (all results of one command, or none), so readers
+never see half a command: an order on the book that its own fills already took off.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+from events.codec import decode
+from infra.recorders import Row
+from infra.sqldb import Cursor, SqlDatabase
+from infra.store import Store
+from projections.base import Entry, Projection, Table
+
+__all__ = [
+    "PROJECTOR_CHANNEL",
+    "TRACKING",
+    "Projector",
+    "ensure_tables",
+    "tracking_positions",
+    "wait_for_projections",
+]
+
+log = logging.getLogger("carbonx.projector")
+
+TRACKING = Table(
+    "rm_tracking",
+    (("projection", "TEXT NOT NULL"), ("position", "BIGINT NOT NULL")),
+    key=("projection",),
+)
+#: NOTIFY channel on PostgreSQL: a projector in another process committed a batch.
+PROJECTOR_CHANNEL = "carbonx_projections"
+
+
+def ensure_tables(db: SqlDatabase, tables: Iterable[Table]) -> None:
+    """Create the tables that are missing (concurrent callers take turns)."""
+    with db.transaction() as cursor:
+        if db.dialect == "postgres":
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext('carbonx.read_models'))")
+        for table in (TRACKING, *tables):
+            for statement in table.create():
+                cursor.execute(statement)
+
+
+def tracking_positions(db: SqlDatabase) -> dict[str, int]:
+    return {name: position for name, position in db.query("SELECT * FROM rm_tracking")}
+
+
+class Projector:
+    def __init__(self, store: Store, projections: Sequence[Projection], batch: int = 5_000) -> None:
+        self.store = store
+        self.db = store.sql
+        self.projections = list(projections)
+        self.batch = batch
+        self.positions: dict[str, int] = {}
+        self._listeners: list[Callable[[list[Entry]], None]] = []
+        ensure_tables(self.db, [t for p in self.projections for t in p.tables])
+        self.load()
+
+    # ------------------------------------------------------------------ state
+
+    def load(self) -> None:
+        """Pick up where each projection's committed rows and position stand."""
+        stored = tracking_positions(self.db)
+        for projection in self.projections:
+            projection.reset()
+            projection.load(self.db)
+            self.positions[projection.name] = stored.get(projection.name, 0)
+
+    @property
+    def position(self) -> int:
+        """The position every projection has reached."""
+        return min(self.positions.values(), default=0)
+
+    def on_batch(self, listener: Callable[[list[Entry]], None]) -> None:
+        """Call `listener` with each committed batch's entries (live updates, metrics)."""
+        self._listeners.append(listener)
+
+    # ------------------------------------------------------------------ work
+
+    def step(self) -> int:
+        """Project the next batch of journal entries; how many entries were read."""
+        after = self.position
+        rows = self.store.journal.read(after, self.batch)
+        if not rows:
+            return 0
+        entries = _whole_commands([_entry(row) for row in rows], full=len(rows) == self.batch)
+        touched: list[Projection] = []
+        for projection in self.projections:
+            seen = self.positions[projection.name]
+            if seen >= entries[-1].position:
+                continue
+            apply = projection.apply
+            for entry in entries:
+                if entry.position > seen:
+                    apply(entry)
+            touched.append(projection)
+        last = entries[-1].position
+        try:
+            with self.db.transaction() as cursor:
+                for projection in touched:
+                    projection.flush(cursor)
+                    self._record(cursor, projection.name, last)
+                if self.db.dialect == "postgres":
+                    cursor.execute(f"NOTIFY {PROJECTOR_CHANNEL}")
+        except BaseException:
+            # The in-memory state ran ahead of what committed: start again from the
+            # tables, so that the next attempt re-applies exactly the lost batch.
+            self.load()
+            raise
+        for projection in touched:
+            self.positions[projection.name] = last
+        self.store.poke()
+        for listener in self._listeners:
+            listener(entries)
+        return len(entries)
+
+    @staticmethod
+    def _record(cursor: Cursor, name: str, position: int) -> None:
+        cursor.execute(
+            "INSERT INTO rm_tracking (projection, position) VALUES (%s, %s) "
+            "ON CONFLICT (projection) DO UPDATE SET position = excluded.position",
+            (name, position),
+        )
+
+    def catch_up(self, upto: int | None = None) -> int:
+        """Project until the journal's head (or `upto`); entries read."""
+        total = 0
+        while upto is None or self.position < upto:
+            read = self.step()
+            if not read:
+                break
+            total += read
+        return total
+
+    def rebuild(self, names: Iterable[str] | None = None) -> int:
+        """Drop the tables of the named projections (all by default) and rebuild them
+        from position 0; the others keep their rows. Entries read."""
+        wanted = set(names) if names is not None else {p.name for p in self.projections}
+        chosen = [p for p in self.projections if p.name in wanted]
+        with self.db.transaction() as cursor:
+            for projection in chosen:
+                for table in projection.tables:
+                    cursor.execute(f"DROP TABLE IF EXISTS {table.name}")
+                cursor.execute("DELETE FROM rm_tracking WHERE projection = %s", (projection.name,))
+        ensure_tables(self.db, [t for p in chosen for t in p.tables])
+        self.load()
+        return self.catch_up()
+
+    def run(self, stop: threading.Event, idle: float = 1.0) -> None:
+        """Follow the journal until `stop` is set; survives store outages."""
+        while not stop.is_set():
+            seen = self.store.generation()
+            try:
+                if self.step():
+                    continue
+            except Exception:
+                log.exception("projection batch failed; retrying")
+                stop.wait(0.5)
+                continue
+            self.store.wait_for_change(seen, idle)
+
+
+def _entry(row: Row) -> Entry:
+    decoded = decode(row.body)
+    return Entry(decoded.position, decoded.time, decoded.cause, decoded.event)
+
+
+def _whole_commands(entries: list[Entry], full: bool) -> list[Entry]:
+    """Drop a trailing partial command from a full page (unless that is all there is):
+    the rest of its results may be on the next page."""
+    last_cause = entries[-1].cause
+    if not full or last_cause is None:
+        return entries
+    cut = len(entries)
+    while cut > 0 and entries[cut - 1].cause == last_cause:
+        cut -= 1
+    return entries[:cut] if cut else entries
+
+
+def wait_for_projections(store: Store, position: int, timeout: float) -> bool:
+    """Block until every projection reached journal `position` (read-your-writes)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = store.generation()
+        positions = tracking_positions(store.sql)
+        if positions and min(positions.values()) >= position:
+            return True
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        store.wait_for_change(seen, min(remaining, 0.05))

@@ -1,0 +1,131 @@
+"""Market statistics a regulator watches: who trades how much, and with whom.
+
+Volume by enterprise gives shares and concentration (Herfindahl–Hirschman index over
+traded volume, in the usual 0–10,000 scale); volume per ordered (seller, buyer) pair
+gives wash-trade candidates: two enterprises that sold to each other in both
+directions move credits without changing who holds the risk, the classic pattern
+regulators look at first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from events import exchange as x
+from infra.sqldb import Cursor, SqlDatabase
+from projections.base import Entry, Projection, Table
+
+__all__ = ["Surveillance", "summary"]
+
+VOLUMES = Table(
+    "rm_volumes",
+    (
+        ("enterprise_id", "TEXT NOT NULL"),
+        ("instrument", "TEXT NOT NULL"),
+        ("bought", "BIGINT NOT NULL"),
+        ("sold", "BIGINT NOT NULL"),
+        ("notional", "BIGINT NOT NULL"),
+        ("trades", "BIGINT NOT NULL"),
+    ),
+    key=("enterprise_id", "instrument"),
+)
+PAIRS = Table(
+    "rm_trade_pairs",
+    (
+        ("seller_id", "TEXT NOT NULL"),
+        ("buyer_id", "TEXT NOT NULL"),
+        ("instrument", "TEXT NOT NULL"),
+        ("trades", "BIGINT NOT NULL"),
+        ("quantity", "BIGINT NOT NULL"),
+    ),
+    key=("seller_id", "buyer_id", "instrument"),
+)
+
+
+class Surveillance(Projection):
+    name = "surveillance"
+    tables = (VOLUMES, PAIRS)
+
+    def reset(self) -> None:
+        self.volumes: dict[tuple[str, str], list[int]] = {}
+        self.pairs: dict[tuple[str, str, str], list[int]] = {}
+        self._dirty_volumes: set[tuple[str, str]] = set()
+        self._dirty_pairs: set[tuple[str, str, str]] = set()
+
+    def load(self, db: SqlDatabase) -> None:
+        for eid, symbol, *numbers in db.query("SELECT * FROM rm_volumes"):
+            self.volumes[(eid, symbol)] = list(numbers)
+        for seller, buyer, symbol, *numbers in db.query("SELECT * FROM rm_trade_pairs"):
+            self.pairs[(seller, buyer, symbol)] = list(numbers)
+
+    def flush(self, cursor: Cursor) -> None:
+        self.write_upserts(
+            cursor, VOLUMES, [(*k, *self.volumes[k]) for k in sorted(self._dirty_volumes)]
+        )
+        self.write_upserts(cursor, PAIRS, [(*k, *self.pairs[k]) for k in sorted(self._dirty_pairs)])
+        self._dirty_volumes.clear()
+        self._dirty_pairs.clear()
+
+    def on_TradeExecuted(self, entry: Entry) -> None:
+        t: x.TradeExecuted = entry.event  # type: ignore[assignment]
+        notional = t.price * t.quantity
+        for eid, bought, sold in ((t.buyer_id, t.quantity, 0), (t.seller_id, 0, t.quantity)):
+            key = (eid, t.instrument)
+            row = self.volumes.setdefault(key, [0, 0, 0, 0])
+            row[0] += bought
+            row[1] += sold
+            row[2] += notional
+            row[3] += 1
+            self._dirty_volumes.add(key)
+        pair = (t.seller_id, t.buyer_id, t.instrument)
+        counts = self.pairs.setdefault(pair, [0, 0])
+        counts[0] += 1
+        counts[1] += t.quantity
+        self._dirty_pairs.add(pair)
+
+
+def summary(db: SqlDatabase, instrument: str | None = None) -> dict[str, Any]:
+    """Volume by enterprise with shares, HHI concentration, and wash-trade candidates."""
+    where, params = ("WHERE instrument = %s", (instrument,)) if instrument else ("", ())
+    rows = db.query(
+        f"SELECT enterprise_id, SUM(bought), SUM(sold), SUM(notional), SUM(trades) "
+        f"FROM rm_volumes {where} GROUP BY enterprise_id ORDER BY enterprise_id",
+        params,
+    )
+    total = sum(int(bought) + int(sold) for _, bought, sold, _, _ in rows)
+    volume = []
+    hhi = 0
+    for eid, bought, sold, notional, trades in rows:
+        traded = int(bought) + int(sold)
+        share_bps = traded * 10_000 // total if total else 0
+        hhi += (traded * 100 * traded * 100) // (total * total) if total else 0
+        volume.append({"enterprise_id": eid, "bought": int(bought), "sold": int(sold),
+                       "notional": int(notional), "trades": int(trades),
+                       "share_bps": share_bps})  # fmt: skip
+    volume.sort(key=lambda v: (-v["share_bps"], v["enterprise_id"]))
+    pairs = {
+        (s, b): (int(n), int(q))
+        for s, b, n, q in db.query(
+            f"SELECT seller_id, buyer_id, SUM(trades), SUM(quantity) FROM rm_trade_pairs "
+            f"{where} GROUP BY seller_id, buyer_id",
+            params,
+        )
+    }
+    wash = []
+    for (seller, buyer), (count, quantity) in sorted(pairs.items()):
+        back = pairs.get((buyer, seller))
+        if back is not None and seller < buyer:
+            wash.append({"enterprise_a": seller, "enterprise_b": buyer,
+                         "trades": count + back[0], "quantity": quantity + back[1],
+                         "a_to_b": quantity, "b_to_a": back[1]})  # fmt: skip
+    wash.sort(key=lambda w: (-w["quantity"], w["enterprise_a"], w["enterprise_b"]))
+    top = volume[0] if volume else None
+    return {
+        "volume_by_enterprise": volume,
+        "concentration": {
+            "hhi": hhi,
+            "top_enterprise": top["enterprise_id"] if top else None,
+            "top_share_bps": top["share_bps"] if top else 0,
+        },
+        "wash_candidates": wash,
+    }
