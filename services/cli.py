@@ -202,27 +202,35 @@ def relay(db_url: str, kafka: str, partitions: int, replication: int) -> None:
     "enterprises with cash and credits.",
 )
 def serve(db_url: str, host: str, port: int, kafka: str | None, calendar: str, demo: bool) -> None:
-    """Run the all-in-one process: the HTTP gateway and the engine over one store.
+    """Run the all-in-one process: HTTP gateway, engine and projections over one store.
 
-    A ticker appends a Tick command every second so orders expire and trading days
-    close on time; with --kafka the relay publishes the journal too. Today the gateway
-    serves /healthz, /readyz and the OpenAPI docs; the command and query API and the
-    projections join it as they are built.
+    Commands go through the store's intake log; a ticker appends a Tick command every
+    second so orders expire and trading days close on time; with --kafka the relay
+    publishes the journal too. The dashboard is at /, the API docs at /docs.
     """
     import uvicorn
 
-    from services.demo import seed_demo
+    from projections import all_projections
+    from projections.projector import Projector
+    from services.demo import demo_tokens, seed_demo
     from services.gateway.app import create_app
 
     if demo:
         calendar = "always"
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     store = open_store(db_url)
     if demo and seed_demo(store):
         click.echo("demo zone seeded: instrument HCC-2025, enterprises E-DEMO-1..3")
-    runner = EngineRunner(store, _engine_config(calendar))
+    config = _engine_config(calendar)
+    runner = EngineRunner(store, config)
     stop = threading.Event()
     engine_thread = threading.Thread(target=runner.run, args=(stop,), name="carbonx-engine")
     engine_thread.start()
+    projector = Projector(store, all_projections())
+    projector_thread = threading.Thread(
+        target=projector.run, args=(stop,), name="carbonx-projector"
+    )
+    projector_thread.start()
     threading.Thread(
         target=Ticker(store, 1.0).run, args=(stop,), name="carbonx-ticker", daemon=True
     ).start()
@@ -233,16 +241,19 @@ def serve(db_url: str, host: str, port: int, kafka: str | None, calendar: str, d
         ensure_topic(kafka, EVENTS_TOPIC, partitions=3, replication=1)
         relay = Relay(store, kafka)
         threading.Thread(target=relay.run, args=(stop,), name="carbonx-relay", daemon=True).start()
-    app = create_app(store, kafka)
-    app.state.calendar = calendar
-    app.state.kafka = kafka
+    app = create_app(store, config=config, kafka=kafka)
     app.state.engine = runner
+    if demo:
+        click.echo("demo API tokens (Authorization: Bearer TOKEN; sign in at the dashboard):")
+        for role, enterprise, token in demo_tokens(store):
+            click.echo(f"  {role:<9} {enterprise or '':<9} {token}")
     click.echo(f"carbonx serving on http://{host}:{port} (store: {db_url}, calendar: {calendar})")
     try:
         uvicorn.run(app, host=host, port=port, log_level="info")
     finally:
         stop.set()
         engine_thread.join(timeout=10)
+        projector_thread.join(timeout=10)
         store.close()
 
 
@@ -290,25 +301,99 @@ def replay(db_url: str, calendar: str, as_of: str, out: str | None) -> None:
 @main.command()
 @db_option
 @listen_options
+@calendar_option
 @click.option(
     "--kafka",
     envvar="CARBONX_KAFKA_BOOTSTRAP",
     default=None,
-    help="Kafka bootstrap HOST:PORT (env CARBONX_KAFKA_BOOTSTRAP), checked by /readyz.",
+    help="Kafka bootstrap HOST:PORT (env CARBONX_KAFKA_BOOTSTRAP): commands go to the "
+    "topic carbonx.commands.v1 (for `carbonx engine --kafka`) instead of the store.",
 )
-def gateway(db_url: str, host: str, port: int, kafka: str | None) -> None:
-    """Run the HTTP gateway alone, for deployments where the engine and the relay run
-    as their own processes (`carbonx engine`, `carbonx relay`).
+def gateway(db_url: str, host: str, port: int, calendar: str, kafka: str | None) -> None:
+    """Run the HTTP gateway alone, for deployments where the engine, the projector and
+    the relay run as their own processes (`carbonx engine`, `projector`, `relay`).
 
-    Today it serves /healthz, /readyz and the OpenAPI docs; the command API (which,
-    with --kafka, sends commands to carbonx.commands.v1) joins it with the HTTP API.
+    Reads come from the read models in the store; writes go to the intake log, or with
+    --kafka to the command topic (an order is then found again by its client order id;
+    other writes answer 202 once the broker has them).
     """
     import uvicorn
 
     from services.gateway.app import create_app
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     with open_store(db_url) as store:
-        uvicorn.run(create_app(store, kafka), host=host, port=port, log_level="info")
+        app = create_app(
+            store, config=_engine_config(calendar), kafka=kafka, commands_over_kafka=bool(kafka)
+        )
+        uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+@main.command()
+@db_option
+@click.option(
+    "--rebuild",
+    is_flag=True,
+    help="Drop every read model and rebuild it from journal position 0 first.",
+)
+@click.option("--batch", default=5_000, show_default=True, help="Journal entries per transaction.")
+@click.option("--once", is_flag=True, help="Catch up with the journal, then exit.")
+def projector(db_url: str, rebuild: bool, batch: int, once: bool) -> None:
+    """Keep the read models (balances, ledger, holdings, orders, book, tape, candles,
+    surveillance) up to date with the journal, until SIGTERM/SIGINT.
+
+    Each batch's rows and each projection's position commit in one transaction, so a
+    restart resumes exactly where the last commit left off.
+    """
+    import time
+
+    from projections import all_projections
+    from projections.projector import Projector
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    with open_store(db_url) as store:
+        worker = Projector(store, all_projections(), batch=batch)
+        if rebuild:
+            started = time.perf_counter()
+            read = worker.rebuild()
+            elapsed = time.perf_counter() - started
+            click.echo(f"rebuilt every read model from {read} journal entries in {elapsed:.1f} s")
+        if once:
+            worker.catch_up()
+        else:
+            worker.run(stop)
+        click.echo(f"projector stopped at journal position {worker.position}")
+
+
+@main.group()
+def token() -> None:
+    """API tokens."""
+
+
+@token.command("create")
+@db_option
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice(["operator", "regulator", "verifier", "trader", "viewer"]),
+    help="What the token may do.",
+)
+@click.option("--enterprise", default=None, help="The enterprise (traders and viewers only).")
+@click.option("--label", default="", help="A note for whoever audits tokens later.")
+def token_create(db_url: str, role: str, enterprise: str | None, label: str) -> None:
+    """Print a new API token (shown once: only its hash is stored), alone on the last line."""
+    from services.gateway.auth import create_token
+
+    with open_store(db_url) as store:
+        try:
+            value = create_token(store.sql, role, enterprise, label)
+        except ValueError as error:
+            raise click.UsageError(str(error)) from error
+    click.echo(f"{role} token{f' for {enterprise}' if enterprise else ''}:")
+    click.echo(value)
 
 
 @main.command()

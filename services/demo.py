@@ -10,8 +10,9 @@ from events import commands as c
 from events.base import Event
 from infra.store import Store
 from services.exchange.intake import Intake
+from services.gateway.auth import create_token
 
-__all__ = ["DEMO_ENTERPRISES", "DEMO_INSTRUMENT", "seed_demo"]
+__all__ = ["DEMO_ENTERPRISES", "DEMO_INSTRUMENT", "demo_tokens", "seed_demo"]
 
 DEMO_INSTRUMENT = "HCC-2025"
 DEMO_ENTERPRISES = ("E-DEMO-1", "E-DEMO-2", "E-DEMO-3")
@@ -39,3 +40,16 @@ def seed_demo(store: Store) -> bool:
         ]
     Intake(store).submit([(command, DEMO_TIME) for command in commands])
     return True
+
+
+def demo_tokens(store: Store) -> list[tuple[str, str | None, str]]:
+    """Fresh tokens for every demo role: (role, enterprise, token). Only hashes are
+    stored, so each start of the demo prints new ones."""
+    wanted: list[tuple[str, str | None]] = [
+        ("operator", None),
+        ("regulator", None),
+        ("verifier", None),
+        *(("trader", e) for e in DEMO_ENTERPRISES),
+        ("viewer", DEMO_ENTERPRISES[0]),
+    ]
+    return [(role, eid, create_token(store.sql, role, eid, "demo")) for role, eid in wanted]

@@ -2,84 +2,102 @@
 
 The app is built around an already opened store, so the same code serves the
 all-in-one process (`carbonx serve`), tests (which hand it a store on a throwaway
-database) and, later, the scaled-out gateway.
+database) and the scaled-out gateway (`carbonx gateway`, commands over Kafka).
 """
 
 from __future__ import annotations
 
-import socket
-from typing import Any
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 from fastapi import FastAPI
+from starlette.responses import FileResponse
+from starlette.staticfiles import StaticFiles
 
 from infra.store import Store
-from services.exchange.runner import ENGINE_READER
+from projections import all_projections
+from projections.projector import ensure_tables
+from services.exchange.config import EngineConfig
+from services.exchange.kafka_intake import KafkaCommandSender
+from services.gateway.auth import TOKENS, TokenCache
+from services.gateway.context import Gateway
+from services.gateway.idempotency import IDEMPOTENCY
+from services.gateway.metrics import Metrics
+from services.gateway.problems import install_problem_handlers
 from services.gateway.responses import OrjsonResponse
+from services.gateway.routes import accounts, audit, live, market, operations, orders, registry
+from services.gateway.submit import IntakeBatcher, OutcomeWatcher
 
 __all__ = ["create_app"]
 
+STATIC = Path(__file__).parent / "static"
 
-#: /readyz reports the engine as not caught up beyond this many unprocessed commands.
-MAX_ENGINE_LAG = 1_000
+DESCRIPTION = """
+Carbon-credit registry, exchange and settlement for an industrial zone's pilot.
 
-
-def _broker_reachable(bootstrap: str, timeout: float = 0.5) -> str | None:
-    """None when some bootstrap server accepts a TCP connection, else the last error."""
-    error = "no bootstrap server given"
-    for server in bootstrap.split(","):
-        host, _, port = server.strip().rpartition(":")
-        try:
-            with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
-                return None
-        except (OSError, ValueError) as failure:
-            error = f"{server.strip()}: {failure}"
-    return error
+Every write is a command on an append-only, hash-chained log; every read is a
+projection of it. Amounts are integers: prices in fen per tonne, quantities in tonnes,
+cash in fen. Authenticate with `Authorization: Bearer TOKEN`; writes accept an
+`Idempotency-Key` header. Errors are `application/problem+json`.
+"""
 
 
-def create_app(store: Store, kafka: str | None = None) -> FastAPI:
+def create_app(
+    store: Store,
+    config: EngineConfig | None = None,
+    kafka: str | None = None,
+    commands_over_kafka: bool = False,
+    wait_timeout: float = 10.0,
+) -> FastAPI:
+    """The API over `store`. `kafka` is the broker /readyz checks; with
+    `commands_over_kafka`, commands go to its command topic instead of the store's intake
+    log (the scaled-out gateway)."""
+    ensure_tables(
+        store.sql, [TOKENS, IDEMPOTENCY, *(t for p in all_projections() for t in p.tables)]
+    )
+    sender = KafkaCommandSender(kafka) if kafka and commands_over_kafka else None
+    context = Gateway(
+        store=store,
+        config=config or EngineConfig(),
+        tokens=TokenCache(store.sql),
+        batcher=None if sender else IntakeBatcher(store),
+        watcher=OutcomeWatcher(store),
+        sender=sender,
+        wait_timeout=wait_timeout,
+    )
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        context.watcher.close()
+        if context.batcher is not None:
+            context.batcher.close()
+        if sender is not None:
+            sender.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="carbonx",
-        version="0.1.0",
+        version="0.2.0",
         summary="Carbon-credit registry, exchange and settlement",
+        description=DESCRIPTION,
         default_response_class=OrjsonResponse,
     )
     app.state.store = store
+    app.state.kafka = kafka
+    app.state.gateway = context
+    app.state.tokens = context.tokens
+    app.state.metrics = Metrics(store)
+    app.middleware("http")(app.state.metrics.middleware)
+    install_problem_handlers(app)
+    for module in (operations, registry, accounts, orders, market, audit, live):
+        app.include_router(module.router)
 
-    @app.get("/healthz", tags=["operations"])
-    def healthz() -> dict[str, str]:
-        """The process is alive (no dependency is checked)."""
-        return {"status": "ok"}
+    if STATIC.is_dir():
+        app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    @app.get("/readyz", tags=["operations"])
-    def readyz() -> OrjsonResponse:
-        """Ready to serve: the store answers, the engine keeps up, the broker (when
-        configured) accepts connections. 503 names the dependency that does not."""
-        checks: dict[str, Any] = {}
-        try:
-            intake, _ = store.intake.head()
-            journal, _ = store.journal.head()
-            consumed = store.journal.tracking(ENGINE_READER)
-        except Exception as error:  # any failure to reach the store means "not ready"
-            checks["store"] = {"ok": False, "error": str(error)}
-        else:
-            checks["store"] = {
-                "ok": True,
-                "backend": store.backend,
-                "intake_position": intake,
-                "journal_position": journal,
-            }
-            lag = intake - consumed
-            checks["engine"] = {
-                "ok": lag <= MAX_ENGINE_LAG,
-                "consumed_position": consumed,
-                "lag": lag,
-            }
-        if kafka:
-            problem = _broker_reachable(kafka)
-            checks["kafka"] = {"ok": problem is None, "bootstrap": kafka}
-            if problem:
-                checks["kafka"]["error"] = problem
-        ready = all(check["ok"] for check in checks.values())
-        return OrjsonResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+        @app.get("/", include_in_schema=False)
+        def dashboard() -> FileResponse:
+            return FileResponse(STATIC / "index.html")
 
     return app

@@ -1,0 +1,274 @@
+"""Request and response bodies of the HTTP API (they are the OpenAPI schema).
+
+Amounts are strict integers (fen, tonnes): ``"100"`` or ``100.5`` is refused, never
+coerced. Unknown fields are refused too, so a typo cannot silently mean "default".
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+
+__all__ = [
+    "Balances",
+    "BlockTradeIn",
+    "Book",
+    "CandlesOut",
+    "CashIn",
+    "InstrumentIn",
+    "IssuanceIn",
+    "LedgerOut",
+    "Market",
+    "MarketsOut",
+    "OrderIn",
+    "OrderOut",
+    "OrderPatch",
+    "OrdersOut",
+    "Problem",
+    "RetirementIn",
+    "SurrenderIn",
+    "TradesOut",
+]
+
+Money = Annotated[StrictInt, Field(gt=0, le=10**15, description="fen (CNY 0.01)")]
+Tonnes = Annotated[StrictInt, Field(gt=0, le=10**10, description="tonnes CO2e")]
+Price = Annotated[StrictInt, Field(gt=0, le=10**8, description="fen per tonne")]
+Id = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FieldProblem(BaseModel):
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    """application/problem+json"""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldProblem] | None = None
+    reason: str | None = Field(None, description="the engine's reason code, when it refused")
+
+
+class OrderIn(Strict):
+    client_order_id: Id
+    enterprise_id: Id
+    instrument: Id
+    side: Literal["buy", "sell"]
+    type: Literal["limit", "market"]
+    quantity: Tonnes
+    price: Price | None = Field(None, description="required for limit orders, absent for market")
+    time_in_force: Literal["day", "gtc", "gtd", "ioc", "fok"] = "day"
+    post_only: StrictBool = False
+    expire_at: StrictInt | None = Field(
+        None, gt=0, description="gtd only: when it lapses, µs since the epoch"
+    )
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "client_order_id": "c-1001",
+                    "enterprise_id": "E-DEMO-1",
+                    "instrument": "HCC-2025",
+                    "side": "buy",
+                    "type": "limit",
+                    "quantity": 100,
+                    "price": 6000,
+                    "time_in_force": "day",
+                }
+            ]
+        },
+    )
+
+
+class OrderPatch(Strict):
+    """Exactly one of: `quantity` (reduce, keeps priority) or `price` (loses priority)."""
+
+    quantity: Tonnes | None = None
+    price: Price | None = None
+
+
+class Fill(BaseModel):
+    trade_id: int
+    position: int
+    price: int
+    quantity: int
+    fee: int
+    counterparty_side: Literal["maker", "taker"]
+
+
+class OrderOut(BaseModel):
+    order_id: int
+    client_order_id: str
+    enterprise_id: str
+    instrument: str
+    side: str
+    type: str
+    price: int
+    quantity: int
+    filled_quantity: int
+    remaining_quantity: int
+    time_in_force: str
+    post_only: bool
+    expire_at: int
+    status: Literal["open", "partially_filled", "filled", "cancelled", "rejected", "expired"]
+    reject_reason: str | None
+    held_cash: int
+    created_time: int
+    updated_position: int
+    fills: list[Fill]
+
+
+class OrderAccepted(BaseModel):
+    """202: appended to the intake log; the engine decides soon (`?wait=false`)."""
+
+    order_id: int
+    status: Literal["pending"]
+    intake_position: int
+
+
+class OrdersOut(BaseModel):
+    orders: list[OrderOut]
+
+
+class Market(BaseModel):
+    symbol: str
+    vintage: int
+    reference_price: int
+    fee_bps: int
+    prev_close: int
+    last: int | None
+    open: int | None
+    high: int | None
+    low: int | None
+    volume: int
+    notional: int
+    trades: int
+    vwap: int | None
+    band_low: int
+    band_high: int
+    listed_position: int
+
+
+class MarketsOut(BaseModel):
+    markets: list[Market]
+
+
+class Book(BaseModel):
+    symbol: str
+    bids: list[tuple[int, int, int]] = Field(description="[price, quantity, orders], best first")
+    asks: list[tuple[int, int, int]]
+
+
+class Trade(BaseModel):
+    trade_id: int
+    position: int
+    time: int
+    instrument: str
+    price: int
+    quantity: int
+    aggressor: str
+    block: bool
+
+
+class TradesOut(BaseModel):
+    trades: list[Trade]
+
+
+class Candle(BaseModel):
+    start: int
+    open: int
+    high: int
+    low: int
+    close: int
+    volume: int
+    notional: int
+    trades: int
+
+
+class CandlesOut(BaseModel):
+    symbol: str
+    interval: Literal["1m", "1h", "1d"]
+    candles: list[Candle]
+
+
+class Held(BaseModel):
+    available: int
+    held: int
+
+
+class Balances(BaseModel):
+    enterprise_id: str
+    cash: Held
+    credits: dict[str, Held]
+    serials: dict[str, list[tuple[int, int]]] = Field(
+        default_factory=dict, description="serial ranges held, per instrument"
+    )
+
+
+class Posting(BaseModel):
+    position: int
+    seq: int
+    time: int
+    event_type: str
+    owner: str
+    asset: str
+    bucket: str
+    amount: int
+
+
+class LedgerOut(BaseModel):
+    enterprise_id: str
+    entries: list[Posting]
+
+
+class CashIn(Strict):
+    enterprise_id: Id
+    amount: Money
+    reference: Annotated[str, Field(max_length=200)] = ""
+
+
+class IssuanceIn(Strict):
+    enterprise_id: Id
+    instrument: Id
+    quantity: Tonnes
+    reason: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class InstrumentIn(Strict):
+    symbol: Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Z0-9][A-Z0-9._-]*$")]
+    vintage: Annotated[StrictInt, Field(ge=2000, le=2100)]
+    reference_price: Price
+    fee_bps: Annotated[StrictInt, Field(ge=0, lt=10_000)] = 0
+
+
+class SurrenderIn(Strict):
+    enterprise_id: Id
+    period: Annotated[str, Field(min_length=1, max_length=16)]
+    instrument: Id
+    quantity: Tonnes
+
+
+class RetirementIn(Strict):
+    enterprise_id: Id
+    instrument: Id
+    quantity: Tonnes
+    beneficiary: Annotated[str, Field(min_length=1, max_length=200)]
+    reason: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class BlockTradeIn(Strict):
+    instrument: Id
+    seller_id: Id
+    buyer_id: Id
+    quantity: Tonnes
+    price: Price

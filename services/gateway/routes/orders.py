@@ -1,0 +1,208 @@
+"""Orders: place, look up, cancel, reduce or reprice; negotiated block trades."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from events import commands as c
+from infra.sqldb import SqlDatabase
+from projections import orders as read
+from services.exchange.intake import FieldError
+from services.gateway import models as m
+from services.gateway.auth import Principal, principal
+from services.gateway.context import Gateway, gateway
+from services.gateway.idempotency import idempotent
+from services.gateway.problems import Problem
+from services.gateway.routes.common import ERRORS, json
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["exchange"])
+Caller = Annotated[Principal, Depends(principal)]
+Ctx = Annotated[Gateway, Depends(gateway)]
+
+
+def _find_by_client_id(db: SqlDatabase, enterprise_id: str, client_order_id: str) -> int | None:
+    rows = db.query(
+        "SELECT order_id FROM rm_orders WHERE enterprise_id = %s AND client_order_id = %s",
+        (enterprise_id, client_order_id),
+    )
+    return int(rows[0][0]) if rows else None
+
+
+def _rejected(found: dict[str, Any]) -> Problem:
+    return Problem(
+        422,
+        "Order rejected",
+        f"the engine rejected the order: {found['reject_reason']}",
+        reason=found["reject_reason"],
+        order_id=found["order_id"],
+    )
+
+
+@router.post(
+    "/v1/orders",
+    status_code=201,
+    response_model=m.OrderOut,
+    responses={202: {"model": m.OrderAccepted}, **ERRORS},
+    summary="Place an order; waits for the engine's result unless ?wait=false",
+)
+async def place_order(
+    body: m.OrderIn,
+    request: Request,
+    caller: Caller,
+    ctx: Ctx,
+    wait: Annotated[bool, Query(description="false: answer 202 once appended")] = True,
+) -> Response:
+    caller.require_enterprise(body.enterprise_id, write=True)
+
+    async def work() -> Response:
+        db = ctx.store.sql
+        if await run_in_threadpool(
+            _find_by_client_id, db, body.enterprise_id, body.client_order_id
+        ):
+            raise Problem(
+                409,
+                "Conflict",
+                f"client_order_id {body.client_order_id!r} was already used by "
+                f"{body.enterprise_id}",
+            )
+        if body.type == "limit" and body.price is None:
+            raise Problem(
+                422, "Invalid request", "a limit order needs a price",
+                errors=[FieldError("price", "required for a limit order")],
+            )  # fmt: skip
+        command = c.PlaceOrder(
+            client_order_id=body.client_order_id,
+            enterprise_id=body.enterprise_id,
+            instrument=body.instrument,
+            side=body.side,
+            order_type=body.type,
+            quantity=body.quantity,
+            price=body.price or 0,
+            time_in_force=body.time_in_force,
+            post_only=body.post_only,
+            expire_at=body.expire_at or 0,
+        )
+        position = await ctx.send(command)
+        if position is None:  # Kafka: find it again by its client order id
+            if not wait:
+                return json({"status": "pending", "client_order_id": body.client_order_id}, 202)
+            order_id = await run_in_threadpool(
+                ctx.poll_until,
+                lambda: _find_by_client_id(db, body.enterprise_id, body.client_order_id),
+                ctx.wait_timeout,
+            )
+            if order_id is None:
+                raise Problem(504, "Gateway Timeout", "the engine has not answered yet")
+        else:
+            if not wait:
+                return json(
+                    {"order_id": position, "status": "pending", "intake_position": position}, 202
+                )
+            await ctx.outcome(position)
+            order_id = position
+        found = await run_in_threadpool(read.order, db, order_id)
+        if found is None:
+            raise Problem(500, "Internal Server Error", "the order's result is missing")
+        if found["status"] == "rejected":
+            raise _rejected(found)
+        return json(found, 201)
+
+    return await idempotent(request, caller, body.model_dump(), work)
+
+
+def _visible_order(ctx: Gateway, caller: Principal, order_id: int) -> dict[str, Any]:
+    found = read.order(ctx.store.sql, order_id)
+    if found is None:
+        raise Problem(404, "Not Found", f"no order {order_id}")
+    caller.require_enterprise(found["enterprise_id"])
+    return found
+
+
+@router.get("/v1/orders/{order_id}", response_model=m.OrderOut, responses=ERRORS)
+async def get_order(order_id: int, caller: Caller, ctx: Ctx) -> Response:
+    return json(await run_in_threadpool(_visible_order, ctx, caller, order_id))
+
+
+@router.get("/v1/orders", response_model=m.OrdersOut, responses=ERRORS)
+async def list_orders(
+    caller: Caller,
+    ctx: Ctx,
+    enterprise_id: str | None = None,
+    status: Annotated[
+        str | None,
+        Query(pattern="^(open|partially_filled|filled|cancelled|rejected|expired)$"),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    before: Annotated[int | None, Query(ge=1, description="order ids below this")] = None,
+) -> Response:
+    if enterprise_id is None:
+        if caller.is_("trader", "viewer"):
+            enterprise_id = caller.enterprise_id
+        else:
+            caller.require("regulator")
+    assert enterprise_id is not None or caller.is_("regulator")
+    if enterprise_id is not None:
+        caller.require_enterprise(enterprise_id)
+    found = await run_in_threadpool(
+        read.orders, ctx.store.sql, enterprise_id, status, limit, before
+    )
+    return json({"orders": found})
+
+
+async def _amend(
+    ctx: Gateway,
+    caller: Principal,
+    order_id: int,
+    command: c.CancelOrder | c.ReduceOrder | c.RepriceOrder,
+) -> Response:
+    result = await ctx.send_and_wait(command, check_instrument=False)
+    if result.get("reject_reason"):
+        raise Problem(
+            409,
+            "Conflict",
+            f"the engine refused: {result['reject_reason']}"
+            + (f" ({result['detail']})" if result.get("detail") else ""),
+            reason=result["reject_reason"],
+        )
+    if result.get("via") == "kafka":
+        return json({"order_id": order_id, "status": "pending"}, 202)
+    return json(await run_in_threadpool(_visible_order, ctx, caller, order_id))
+
+
+@router.delete("/v1/orders/{order_id}", response_model=m.OrderOut, responses=ERRORS)
+async def cancel_order(order_id: int, caller: Caller, ctx: Ctx) -> Response:
+    """Cancel the remainder; the hold is released."""
+    found = await run_in_threadpool(_visible_order, ctx, caller, order_id)
+    caller.require_enterprise(found["enterprise_id"], write=True)
+    return await _amend(
+        ctx,
+        caller,
+        order_id,
+        c.CancelOrder(order_id=order_id, enterprise_id=found["enterprise_id"]),
+    )
+
+
+@router.patch("/v1/orders/{order_id}", response_model=m.OrderOut, responses=ERRORS)
+async def amend_order(order_id: int, body: m.OrderPatch, caller: Caller, ctx: Ctx) -> Response:
+    """`{quantity}` reduces (keeps priority); `{price}` reprices (loses priority)."""
+    if (body.quantity is None) == (body.price is None):
+        raise Problem(
+            422, "Invalid request", "give exactly one of quantity or price",
+            errors=[FieldError("quantity", "exactly one of quantity or price")],
+        )  # fmt: skip
+    found = await run_in_threadpool(_visible_order, ctx, caller, order_id)
+    eid = found["enterprise_id"]
+    caller.require_enterprise(eid, write=True)
+    command: c.ReduceOrder | c.RepriceOrder
+    if body.quantity is not None:
+        command = c.ReduceOrder(order_id=order_id, enterprise_id=eid, quantity=body.quantity)
+    else:
+        assert body.price is not None
+        command = c.RepriceOrder(order_id=order_id, enterprise_id=eid, price=body.price)
+    return await _amend(ctx, caller, order_id, command)

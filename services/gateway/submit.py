@@ -1,0 +1,171 @@
+"""From an HTTP request to the engine's answer: group commit in, outcome watching out.
+
+:class:`IntakeBatcher` is the gateway's one writer to the intake log. Requests hand it
+a command and wait on a future; it appends whatever has queued up in ONE transaction
+(group commit), so a thousand concurrent orders cost a handful of transactions, not a
+thousand. Each command is validated on its own first: a bad one fails alone.
+
+:class:`OutcomeWatcher` resolves "what became of the command at intake position P":
+one background thread wakes on every store change (in-process projector pokes,
+PostgreSQL NOTIFY from other processes, or a short poll) and answers every pending
+request with a single query. A result counts only once every projection has reached
+it, so the caller's next read sees its own write (read-your-writes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Container
+from concurrent.futures import Future
+from typing import Any
+
+from events.base import Event
+from events.codec import frame
+from infra.store import Store
+from services.exchange.intake import InvalidCommand, validate
+
+__all__ = ["IntakeBatcher", "OutcomeWatcher"]
+
+log = logging.getLogger("carbonx.gateway")
+
+
+class IntakeBatcher:
+    def __init__(self, store: Store, max_batch: int = 2_000) -> None:
+        self.store = store
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue[tuple[Event, int, Future[int]] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="carbonx-intake", daemon=True)
+        self._thread.start()
+
+    def submit(
+        self, command: Event, time: int, instruments: Container[str] | None = None
+    ) -> Future[int]:
+        """Validate now (raises InvalidCommand), append soon; the future gives the position."""
+        errors = validate(command, instruments)
+        if errors:
+            raise InvalidCommand(command.type_name, errors)
+        future: Future[int] = Future()
+        self._queue.put((command, time, future))
+        return future
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < self.max_batch:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)
+                    break
+                batch.append(more)
+            try:
+                appended = self.store.intake.append(frame(cmd, time) for cmd, time, _ in batch)
+            except Exception as error:  # the store is down: every waiter learns it
+                log.exception("intake append failed")
+                for _, _, future in batch:
+                    future.set_exception(error)
+                continue
+            assert appended is not None
+            for offset, (_, _, future) in enumerate(batch):
+                future.set_result(appended.first + offset)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=5)
+
+
+class OutcomeWatcher:
+    def __init__(self, store: Store, poll: float = 0.05) -> None:
+        self.store = store
+        self.poll = poll
+        self._pending: dict[int, list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="carbonx-outcomes", daemon=True)
+        self._thread.start()
+
+    async def wait(self, cause: int, timeout: float) -> dict[str, Any] | None:
+        """The outcome row of intake position `cause` once projections reached it, or
+        None after `timeout` seconds."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        with self._lock:
+            self._pending.setdefault(cause, []).append((loop, future))
+        self._wake.set()
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            return None
+        finally:
+            with self._lock:
+                waiters = self._pending.get(cause, [])
+                waiters[:] = [w for w in waiters if w[1] is not future]
+                if not waiters:
+                    self._pending.pop(cause, None)
+
+    def _run(self) -> None:
+        seen = self.store.generation()
+        while not self._stop.is_set():
+            with self._lock:
+                causes = sorted(self._pending)
+            if not causes:
+                self._wake.wait(self.poll)
+                self._wake.clear()
+                seen = self.store.generation()
+                continue
+            try:
+                found = self._lookup(causes)
+            except Exception:
+                log.exception("outcome lookup failed")
+                self._stop.wait(self.poll)
+                continue
+            if found:
+                with self._lock:
+                    for cause, row in found.items():
+                        for loop, future in self._pending.pop(cause, []):
+                            loop.call_soon_threadsafe(_resolve, future, row)
+            seen = self.store.wait_for_change(seen, self.poll)
+
+    def _lookup(self, causes: list[int]) -> dict[int, dict[str, Any]]:
+        db = self.store.sql
+        positions = [p for (p,) in db.query("SELECT position FROM rm_tracking")]
+        if not positions:
+            return {}
+        reached = min(positions)
+        rows = db.query(
+            "SELECT cause, first_position, last_position, result_type, reject_reason, detail "
+            "FROM rm_outcomes WHERE cause >= %s AND cause <= %s AND last_position <= %s",
+            (causes[0], causes[-1], reached),
+        )
+        wanted = set(causes)
+        return {
+            row[0]: {
+                "cause": row[0],
+                "first_position": row[1],
+                "last_position": row[2],
+                "result_type": row[3],
+                "reject_reason": row[4],
+                "detail": row[5],
+            }
+            for row in rows
+            if row[0] in wanted
+        }
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=5)
+
+
+def _resolve(future: asyncio.Future[Any], row: dict[str, Any]) -> None:
+    if not future.done():
+        future.set_result(row)
