@@ -1,0 +1,295 @@
+"""The HTTP API against a live engine and projector on a real store (SQLite and
+PostgreSQL): orders end to end, who may do what, idempotency, bad input, audit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.live import Live, live_system
+
+E1, E2 = "E-DEMO-1", "E-DEMO-2"
+
+
+@pytest.fixture
+def live(store_url: str) -> Iterator[Live]:
+    with live_system(store_url) as system:
+        yield system
+
+
+def _balances(live: Live, who: str, eid: str) -> dict[str, Any]:
+    response = live.client.get(f"/v1/enterprises/{eid}/balances", headers=live.headers(who))
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def test_an_order_trades_settles_and_shows_everywhere(live: Live) -> None:
+    before1, before2 = _balances(live, "trader1", E1), _balances(live, "trader2", E2)
+    sell = live.order("trader1", E1, side="sell", quantity=300, price=6_000)
+    assert sell.status_code == 201, sell.text
+    assert sell.json()["status"] == "open"
+    # The hold is visible at once (read-your-writes): 300 t held.
+    assert _balances(live, "trader1", E1)["credits"]["HCC-2025"]["held"] == 300
+    buy = live.order("trader2", E2, side="buy", quantity=100, price=6_100)
+    assert buy.status_code == 201, buy.text
+    body = buy.json()
+    assert body["status"] == "filled"
+    assert body["fills"] == [
+        {
+            "trade_id": 1,
+            "position": body["fills"][0]["position"],
+            "price": 6_000,  # the resting order's price
+            "quantity": 100,
+            "fee": 300,  # 600,000 fen × 5 bps
+            "counterparty_side": "taker",
+        }
+    ]
+    after1, after2 = _balances(live, "trader1", E1), _balances(live, "trader2", E2)
+    assert after1["cash"]["available"] == before1["cash"]["available"] + 600_000 - 300
+    assert after2["cash"]["available"] == before2["cash"]["available"] - 600_000 - 300
+    assert after2["credits"]["HCC-2025"]["available"] == (
+        before2["credits"]["HCC-2025"]["available"] + 100
+    )
+    assert after1["credits"]["HCC-2025"] == {
+        "available": before1["credits"]["HCC-2025"]["available"] - 300,
+        "held": 200,
+    }
+    # Book, tape, candles and the market line agree.
+    book = live.client.get("/v1/markets/HCC-2025/book", headers=live.headers("viewer1")).json()
+    assert book == {"symbol": "HCC-2025", "bids": [], "asks": [[6_000, 200, 1]]}
+    tape = live.client.get("/v1/markets/HCC-2025/trades", headers=live.headers("verifier"))
+    assert [(t["price"], t["quantity"], t["aggressor"]) for t in tape.json()["trades"]] == [
+        (6_000, 100, "buy")
+    ]
+    assert "buyer_id" not in tape.json()["trades"][0]  # the public tape names nobody
+    candles = live.client.get(
+        "/v1/markets/HCC-2025/candles?interval=1m", headers=live.headers("trader1")
+    ).json()["candles"]
+    assert [(c["open"], c["close"], c["volume"]) for c in candles] == [(6_000, 6_000, 100)]
+    market = live.client.get("/v1/markets/HCC-2025", headers=live.headers("trader1")).json()
+    assert (market["last"], market["band_low"], market["band_high"]) == (6_000, 5_400, 6_600)
+    # The seller's ledger shows the hold and the sale, every posting with its position.
+    ledger = live.client.get(
+        f"/v1/enterprises/{E1}/ledger", headers=live.headers("trader1")
+    ).json()["entries"]
+    assert {(e["asset"], e["bucket"], e["amount"]) for e in ledger} >= {
+        ("HCC-2025", "available", -300),
+        ("HCC-2025", "held", 300),
+        ("HCC-2025", "held", -100),
+        ("CNY", "available", 600_000 - 300),
+    }
+
+
+def test_cancel_reduce_and_reprice(live: Live) -> None:
+    placed = live.order("trader2", E2, side="buy", quantity=50, price=5_900).json()
+    order_id = placed["order_id"]
+    held = _balances(live, "trader2", E2)["cash"]["held"]
+    assert held == placed["held_cash"] > 50 * 5_900
+    reduced = live.client.patch(
+        f"/v1/orders/{order_id}", headers=live.headers("trader2"), json={"quantity": 20}
+    )
+    assert reduced.status_code == 200, reduced.text
+    assert reduced.json()["remaining_quantity"] == 20
+    repriced = live.client.patch(
+        f"/v1/orders/{order_id}", headers=live.headers("trader2"), json={"price": 5_950}
+    )
+    assert repriced.json()["price"] == 5_950
+    both = live.client.patch(
+        f"/v1/orders/{order_id}", headers=live.headers("trader2"), json={"price": 1, "quantity": 1}
+    )
+    assert both.status_code == 422
+    cancelled = live.client.delete(f"/v1/orders/{order_id}", headers=live.headers("trader2"))
+    assert cancelled.json()["status"] == "cancelled"
+    assert _balances(live, "trader2", E2)["cash"]["held"] == 0
+    again = live.client.delete(f"/v1/orders/{order_id}", headers=live.headers("trader2"))
+    assert again.status_code == 409 and again.json()["reason"]
+    listed = live.client.get("/v1/orders?status=cancelled", headers=live.headers("trader2"))
+    assert [o["order_id"] for o in listed.json()["orders"]] == [order_id]
+
+
+def test_engine_refusals_and_bad_input_change_nothing(live: Live) -> None:
+    rejected = live.order("trader1", E1, side="sell", quantity=10, price=9_000)
+    assert rejected.status_code == 422
+    assert rejected.headers["content-type"] == "application/problem+json"
+    assert rejected.json()["reason"] == "outside_price_band"
+    assert rejected.json()["order_id"] > 0
+    head = live.store.intake.head()
+    for body, field in (
+        ({"quantity": "10", "price": 6_000}, "quantity"),
+        ({"quantity": 10, "price": 60.5}, "price"),
+        ({"quantity": -1, "price": 6_000}, "quantity"),
+        ({"quantity": 10}, "price"),
+        ({"quantity": 10, "price": 6_000, "colour": "red"}, "colour"),
+        ({"quantity": 10, "price": 6_000, "instrument": "NOPE-1"}, "instrument"),
+    ):
+        answer = live.order("trader1", E1, side="sell", **body)
+        assert answer.status_code == 422, (body, answer.text)
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert field in {e["field"] for e in answer.json()["errors"]}, answer.json()
+    assert live.store.intake.head() == head  # nothing was appended
+    # A used client order id is a conflict.
+    live.order("trader1", E1, client_order_id="dup", side="sell", quantity=1, price=6_000)
+    dup = live.order("trader1", E1, client_order_id="dup", side="sell", quantity=1, price=6_000)
+    assert dup.status_code == 409
+
+
+def test_idempotency_keys(live: Live) -> None:
+    body = {
+        "client_order_id": "idem-1",
+        "enterprise_id": E2,
+        "instrument": "HCC-2025",
+        "side": "buy",
+        "type": "limit",
+        "quantity": 5,
+        "price": 5_800,
+    }
+    headers = live.headers("trader2", **{"Idempotency-Key": "key-1"})
+    first = live.client.post("/v1/orders", headers=headers, json=body)
+    second = live.client.post("/v1/orders", headers=headers, json=body)
+    assert first.status_code == second.status_code == 201
+    assert second.json() == first.json()
+    assert second.headers.get("idempotent-replayed") == "true"
+    mine = live.client.get("/v1/orders", headers=live.headers("trader2")).json()["orders"]
+    assert [o["client_order_id"] for o in mine].count("idem-1") == 1
+    other = live.client.post("/v1/orders", headers=headers, json={**body, "quantity": 6})
+    assert other.status_code == 409
+    # Keys belong to the caller: another trader's same key is a different request.
+    deposit = {"enterprise_id": E1, "amount": 1_000}
+    op = live.headers("operator", **{"Idempotency-Key": "key-1"})
+    assert live.client.post("/v1/cash/deposits", headers=op, json=deposit).status_code == 201
+    assert live.client.post("/v1/cash/deposits", headers=op, json=deposit).status_code == 201
+    deposits = live.store.sql.query(
+        "SELECT COUNT(*) FROM rm_ledger WHERE event_type = 'CashDeposited' AND amount = 1000"
+    )
+    assert deposits[0][0] == 1
+
+
+def test_wait_false_answers_202_and_the_order_follows(live: Live) -> None:
+    response = live.client.post(
+        "/v1/orders?wait=false",
+        headers=live.headers("trader1"),
+        json={"client_order_id": "nw", "enterprise_id": E1, "instrument": "HCC-2025",
+              "side": "sell", "type": "limit", "quantity": 5, "price": 6_500},
+    )  # fmt: skip
+    assert response.status_code == 202
+    order_id = response.json()["order_id"]
+    for _ in range(200):
+        found = live.client.get(f"/v1/orders/{order_id}", headers=live.headers("trader1"))
+        if found.status_code == 200:
+            break
+        live.store.wait_for_change(live.store.generation(), 0.05)
+    assert found.json()["status"] == "open"
+
+
+ROLES = ("operator", "regulator", "verifier", "trader1", "trader2", "viewer1")
+EVERYONE = set(ROLES)
+# Every endpoint × role: (method, path, body, roles allowed). "{order}" is an order of E1.
+MATRIX: list[tuple[str, str, dict[str, Any] | None, set[str]]] = [
+    ("GET", "/v1/me", None, EVERYONE),
+    ("GET", "/v1/markets", None, EVERYONE),
+    ("GET", "/v1/markets/HCC-2025", None, EVERYONE),
+    ("GET", "/v1/markets/HCC-2025/book", None, EVERYONE),
+    ("GET", "/v1/markets/HCC-2025/trades", None, EVERYONE),
+    ("GET", "/v1/markets/HCC-2025/candles?interval=1h", None, EVERYONE),
+    ("GET", f"/v1/enterprises/{E1}/balances", None, {"regulator", "trader1", "viewer1"}),
+    ("GET", f"/v1/enterprises/{E1}/ledger", None, {"regulator", "trader1", "viewer1"}),
+    ("GET", f"/v1/enterprises/{E1}", None, {"regulator", "trader1", "viewer1"}),
+    ("GET", "/v1/enterprises", None, {"regulator", "operator"}),
+    ("GET", "/v1/orders/{order}", None, {"regulator", "trader1", "viewer1"}),
+    ("GET", f"/v1/orders?enterprise_id={E1}", None, {"regulator", "trader1", "viewer1"}),
+    ("POST", "/v1/orders", {"side": "buy", "quantity": 1, "price": 5_500}, {"trader1"}),
+    ("PATCH", "/v1/orders/{order}", {"quantity": 1}, {"trader1"}),
+    ("POST", "/v1/cash/deposits", {"enterprise_id": E1, "amount": 10}, {"operator"}),
+    ("POST", "/v1/cash/withdrawals", {"enterprise_id": E1, "amount": 10}, {"operator"}),
+    ("POST", "/v1/credits/issuances",
+     {"enterprise_id": E1, "instrument": "HCC-2025", "quantity": 5, "reason": "fix"},
+     {"regulator"}),
+    ("POST", "/v1/instruments", {"symbol": "HCC-2026", "vintage": 2026, "reference_price": 6_500},
+     {"operator"}),
+    ("POST", "/v1/retirements",
+     {"enterprise_id": E1, "instrument": "HCC-2025", "quantity": 1, "beneficiary": "b",
+      "reason": "r"}, {"trader1"}),
+    ("GET", "/v1/audit/events?limit=5", None, {"regulator"}),
+    ("GET", "/v1/audit/verify", None, {"regulator"}),
+    ("GET", "/v1/audit/state?as_of=5", None, {"regulator"}),
+    ("GET", "/v1/audit/surveillance", None, {"regulator"}),
+]  # fmt: skip
+
+
+def test_every_endpoint_for_every_role(live: Live) -> None:
+    order_id = live.order("trader1", E1, side="sell", quantity=40, price=6_200).json()["order_id"]
+    for method, path, body, allowed in MATRIX:
+        path = path.replace("{order}", str(order_id))
+        if path == "/v1/orders" and body is not None:
+            body = {"client_order_id": "m", "enterprise_id": E1, "instrument": "HCC-2025",
+                    "type": "limit", **body}  # fmt: skip
+        anonymous = live.client.request(method, path, json=body)
+        assert anonymous.status_code == 401, (method, path, anonymous.text)
+        assert anonymous.headers["content-type"] == "application/problem+json"
+        wrong = live.client.request(method, path, json=body, headers={"Authorization": "Bearer x"})
+        assert wrong.status_code == 401
+        for role in ROLES:
+            headers = live.headers(role)
+            if method == "POST":
+                headers["Idempotency-Key"] = f"{role}-{method}-{path}"
+            answer = live.client.request(method, path, json=body, headers=headers)
+            if role in allowed:
+                assert answer.status_code < 400, (role, method, path, answer.text)
+            else:
+                assert answer.status_code == 403, (role, method, path, answer.text)
+    # Cancel last (it ends the order): only its own trader.
+    for role in ("operator", "regulator", "verifier", "trader2", "viewer1"):
+        denied = live.client.delete(f"/v1/orders/{order_id}", headers=live.headers(role))
+        assert denied.status_code == 403, role
+    assert live.client.delete(f"/v1/orders/{order_id}", headers=live.headers("trader1")).is_success
+
+
+def test_cross_enterprise_writes_are_refused(live: Live) -> None:
+    head = live.store.intake.head()
+    attempt = live.order("trader1", E2, side="buy", quantity=1, price=6_000)
+    assert attempt.status_code == 403
+    surrender = live.client.post(
+        "/v1/surrenders",
+        headers=live.headers("trader1"),
+        json={"enterprise_id": E2, "period": "2025", "instrument": "HCC-2025", "quantity": 1},
+    )
+    assert surrender.status_code == 403
+    assert live.store.intake.head() == head
+
+
+def test_audit_endpoints(live: Live) -> None:
+    live.order("trader1", E1, side="sell", quantity=10, price=6_000)
+    live.order("trader2", E2, side="buy", quantity=10, price=6_000)
+    regulator = live.headers("regulator")
+    trades = live.client.get("/v1/audit/events?type=TradeExecuted", headers=regulator).json()
+    assert [e["data"]["quantity"] for e in trades["events"]] == [10]
+    assert len(trades["events"][0]["hash"]) == 64
+    mine = live.client.get(f"/v1/audit/events?enterprise_id={E2}", headers=regulator).json()
+    assert mine["events"] and all(
+        E2
+        in (e["data"].get("enterprise_id"), e["data"].get("buyer_id"), e["data"].get("seller_id"))
+        for e in mine["events"]
+    )
+    verified = live.client.get("/v1/audit/verify", headers=regulator).json()
+    assert verified["ok"] is True and verified["events"] == live.store.journal.head()[0]
+    position = trades["events"][0]["position"]
+    state = live.client.get(f"/v1/audit/state?as_of={position}", headers=regulator).json()
+    assert state["accounts"][E2]["credits"]["HCC-2025"]["available"] == 20_000 + 10
+    bad = live.client.get("/v1/audit/state?as_of=yesterday", headers=regulator)
+    assert bad.status_code == 422
+    surveillance = live.client.get("/v1/audit/surveillance", headers=regulator).json()
+    assert {v["enterprise_id"] for v in surveillance["volume_by_enterprise"]} == {E1, E2}
+    assert surveillance["concentration"]["hhi"] == 5_000  # two equal halves
+
+
+def test_metrics_and_readiness(live: Live) -> None:
+    live.order("trader1", E1, side="sell", quantity=10, price=9_999)  # outside the band
+    text = live.client.get("/metrics").text
+    assert 'carbonx_rejections_total{reason="outside_price_band"} 1.0' in text
+    assert 'carbonx_http_request_seconds_bucket{le="0.05",method="POST",route="/v1/orders"}' in text
+    assert "carbonx_engine_lag_commands" in text
+    ready = live.client.get("/readyz").json()
+    assert ready["ready"] and ready["checks"]["projections"]["ok"]
