@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
 __all__ = [
     "Balances",
@@ -31,9 +31,19 @@ __all__ = [
     "TradesOut",
 ]
 
-Money = Annotated[StrictInt, Field(gt=0, le=10**15, description="fen (CNY 0.01)")]
-Tonnes = Annotated[StrictInt, Field(gt=0, le=10**10, description="tonnes CO2e")]
-Price = Annotated[StrictInt, Field(gt=0, le=10**8, description="fen per tonne")]
+
+def _integral(value: object) -> object:
+    """JSON has one number type: 100.0 is the integer 100 (as JSON Schema says), but
+    100.5, "100" and true are not integers and stay refused by the strict check."""
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
+_INT = BeforeValidator(_integral)
+Money = Annotated[int, Field(strict=True, gt=0, le=10**15, description="fen (CNY 0.01)"), _INT]
+Tonnes = Annotated[int, Field(strict=True, gt=0, le=10**10, description="tonnes CO2e"), _INT]
+Price = Annotated[int, Field(strict=True, gt=0, le=10**8, description="fen per tonne"), _INT]
 Id = Annotated[str, Field(min_length=1, max_length=64)]
 
 
@@ -67,8 +77,8 @@ class OrderIn(Strict):
     price: Price | None = Field(None, description="required for limit orders, absent for market")
     time_in_force: Literal["day", "gtc", "gtd", "ioc", "fok"] = "day"
     post_only: StrictBool = False
-    expire_at: StrictInt | None = Field(
-        None, gt=0, description="gtd only: when it lapses, µs since the epoch"
+    expire_at: Annotated[int, Field(strict=True, gt=0), _INT] | None = Field(
+        None, description="gtd only: when it lapses, µs since the epoch"
     )
 
     model_config = ConfigDict(
@@ -246,9 +256,9 @@ class IssuanceIn(Strict):
 
 class InstrumentIn(Strict):
     symbol: Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Z0-9][A-Z0-9._-]*$")]
-    vintage: Annotated[StrictInt, Field(ge=2000, le=2100)]
+    vintage: Annotated[int, Field(strict=True, ge=2000, le=2100), _INT]
     reference_price: Price
-    fee_bps: Annotated[StrictInt, Field(ge=0, lt=10_000)] = 0
+    fee_bps: Annotated[int, Field(strict=True, ge=0, lt=10_000), _INT] = 0
 
 
 class SurrenderIn(Strict):

@@ -17,7 +17,7 @@ from services.gateway.auth import Principal, principal
 from services.gateway.context import Gateway, gateway
 from services.gateway.idempotency import idempotent
 from services.gateway.problems import Problem
-from services.gateway.routes.common import ERRORS, json
+from services.gateway.routes.common import ERRORS, MAX_POSITION, json
 
 __all__ = ["router", "submit_command"]
 
@@ -160,7 +160,7 @@ async def ledger(
     enterprise_id: str,
     caller: Caller,
     ctx: Ctx,
-    after: Annotated[int, Query(ge=0, description="journal position")] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_POSITION, description="journal position")] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> Response:
     """Every posting on the enterprise's accounts, with its journal position."""

@@ -15,7 +15,7 @@ from services.exchange.asof import parse_point, report, state_as_of
 from services.gateway.auth import Principal, principal
 from services.gateway.context import Gateway, gateway
 from services.gateway.problems import Problem
-from services.gateway.routes.common import ERRORS, json
+from services.gateway.routes.common import ERRORS, MAX_POSITION, json
 
 __all__ = ["router"]
 
@@ -28,7 +28,7 @@ Ctx = Annotated[Gateway, Depends(gateway)]
 async def events(
     caller: Caller,
     ctx: Ctx,
-    after: Annotated[int, Query(ge=0, description="journal position")] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_POSITION, description="journal position")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     enterprise_id: Annotated[str | None, Query(max_length=64)] = None,
     type: Annotated[str | None, Query(max_length=64, description="event type name")] = None,

@@ -8,13 +8,17 @@ from services.gateway.models import Problem
 from services.gateway.problems import PROBLEM_JSON
 from services.gateway.responses import OrjsonResponse
 
-__all__ = ["ERRORS", "json"]
+__all__ = ["ERRORS", "MAX_POSITION", "json"]
+
+#: Positions and ids are BIGINT: anything larger is refused as input, never reaches SQL.
+MAX_POSITION = 2**63 - 1
 
 _PROBLEM = {"model": Problem, "content": {PROBLEM_JSON: {}}}
 #: The error answers every route may give (documented in OpenAPI).
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {**_PROBLEM, "description": text}
     for status, text in (
+        (400, "a malformed header (Idempotency-Key)"),
         (401, "no or unknown token"),
         (403, "role or enterprise not allowed"),
         (404, "unknown"),

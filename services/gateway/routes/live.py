@@ -18,7 +18,7 @@ from starlette.responses import StreamingResponse
 from projections.projector import tracking_positions
 from services.gateway.auth import Principal, principal
 from services.gateway.context import Gateway, gateway
-from services.gateway.routes.common import ERRORS
+from services.gateway.routes.common import ERRORS, MAX_POSITION
 
 __all__ = ["router"]
 
@@ -91,7 +91,8 @@ async def stream(
     caller: Caller,
     ctx: Ctx,
     after: Annotated[
-        int | None, Query(ge=0, description="journal position to start after (default: now)")
+        int | None,
+        Query(ge=0, le=MAX_POSITION, description="journal position to start after (default: now)"),
     ] = None,
 ) -> StreamingResponse:
     """Events `trade`, `book` (refetch that book), `close` (daily close) and `order` (the

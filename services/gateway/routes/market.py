@@ -13,7 +13,7 @@ from services.gateway import models as m
 from services.gateway.auth import Principal, principal
 from services.gateway.context import Gateway, gateway
 from services.gateway.problems import Problem
-from services.gateway.routes.common import ERRORS, json
+from services.gateway.routes.common import ERRORS, MAX_POSITION, json
 
 __all__ = ["router"]
 
@@ -55,7 +55,7 @@ async def trades(
     symbol: str,
     caller: Caller,
     ctx: Ctx,
-    after: Annotated[int, Query(ge=0, description="journal position")] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_POSITION, description="journal position")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
     """The tape, newest first; block trades are flagged `block`."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
@@ -17,13 +17,16 @@ from services.gateway.auth import Principal, principal
 from services.gateway.context import Gateway, gateway
 from services.gateway.idempotency import idempotent
 from services.gateway.problems import Problem
-from services.gateway.routes.common import ERRORS, json
+from services.gateway.routes.common import ERRORS, MAX_POSITION, json
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["exchange"])
 Caller = Annotated[Principal, Depends(principal)]
 Ctx = Annotated[Gateway, Depends(gateway)]
+OrderId = Annotated[
+    int, Path(ge=1, le=MAX_POSITION, description="the intake position that placed it")
+]
 
 
 def _find_by_client_id(db: SqlDatabase, enterprise_id: str, client_order_id: str) -> int | None:
@@ -125,7 +128,7 @@ def _visible_order(ctx: Gateway, caller: Principal, order_id: int) -> dict[str, 
 
 
 @router.get("/v1/orders/{order_id}", response_model=m.OrderOut, responses=ERRORS)
-async def get_order(order_id: int, caller: Caller, ctx: Ctx) -> Response:
+async def get_order(order_id: OrderId, caller: Caller, ctx: Ctx) -> Response:
     return json(await run_in_threadpool(_visible_order, ctx, caller, order_id))
 
 
@@ -139,7 +142,9 @@ async def list_orders(
         Query(pattern="^(open|partially_filled|filled|cancelled|rejected|expired)$"),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-    before: Annotated[int | None, Query(ge=1, description="order ids below this")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=MAX_POSITION, description="order ids below this")
+    ] = None,
 ) -> Response:
     if enterprise_id is None:
         if caller.is_("trader", "viewer"):
@@ -176,7 +181,7 @@ async def _amend(
 
 
 @router.delete("/v1/orders/{order_id}", response_model=m.OrderOut, responses=ERRORS)
-async def cancel_order(order_id: int, caller: Caller, ctx: Ctx) -> Response:
+async def cancel_order(order_id: OrderId, caller: Caller, ctx: Ctx) -> Response:
     """Cancel the remainder; the hold is released."""
     found = await run_in_threadpool(_visible_order, ctx, caller, order_id)
     caller.require_enterprise(found["enterprise_id"], write=True)
@@ -189,7 +194,7 @@ async def cancel_order(order_id: int, caller: Caller, ctx: Ctx) -> Response:
 
 
 @router.patch("/v1/orders/{order_id}", response_model=m.OrderOut, responses=ERRORS)
-async def amend_order(order_id: int, body: m.OrderPatch, caller: Caller, ctx: Ctx) -> Response:
+async def amend_order(order_id: OrderId, body: m.OrderPatch, caller: Caller, ctx: Ctx) -> Response:
     """`{quantity}` reduces (keeps priority); `{price}` reprices (loses priority)."""
     if (body.quantity is None) == (body.price is None):
         raise Problem(
