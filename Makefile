@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint bench postgres-server compose-checker clean
+.PHONY: run test lint bench postgres-server compose-checker browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,7 @@ run: $(VENV)/.installed-run
 	$(BIN)/carbonx serve --demo
 
 ## test: install with test extras, make sure PostgreSQL's server binaries exist, run the suite
-test: $(VENV)/.installed-test postgres-server compose-checker
+test: $(VENV)/.installed-test postgres-server compose-checker browser
 	$(BIN)/python -m pytest
 
 # The tests start their own throwaway PostgreSQL server; they need its binaries
@@ -46,6 +46,16 @@ compose-checker:
 	else \
 		echo "docker-compose missing: installing with apt"; \
 		$(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y docker-compose; \
+	fi
+
+# The dashboard's browser test drives Debian's headless Chromium (Playwright's own browser
+# download needs a network we do not have). Install it only when missing.
+browser:
+	@if command -v chromium >/dev/null 2>&1; then \
+		echo "chromium: present"; \
+	else \
+		echo "chromium missing: installing with apt"; \
+		$(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y chromium; \
 	fi
 
 lint: $(VENV)/.installed-test
