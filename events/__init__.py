@@ -4,7 +4,7 @@ Importing the package registers every event type, so a reader can decode any ent
 the log. Nothing here imports carbonx's other packages or any infrastructure.
 """
 
-from events import accounts, commands, exchange, market
+from events import accounts, commands, exchange, market, registry
 from events.base import Event, event_type, lookup, registered_types, upcaster
 from events.chain import GENESIS, ChainReport, ChainWalker, link, seal, unseal
 from events.codec import Decoded, FloatRefused, Pending, decode, encode_data, frame, to_event
@@ -28,6 +28,7 @@ __all__ = [
     "lookup",
     "market",
     "registered_types",
+    "registry",
     "seal",
     "to_event",
     "unseal",

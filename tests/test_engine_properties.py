@@ -11,7 +11,7 @@ After every command:
 - credits: per instrument, issued - surrendered - retired == all holdings (available +
   held by sell orders), and every serial is in exactly one place (account, open order,
   surrendered, retired), all serials 1..next_serial-1 accounted for;
-- cash: deposited - withdrawn == all cash (available + held) + fees collected;
+- cash: deposited - withdrawn == all cash (available + held) + fees + penalties collected;
 - no balance below zero; each account's cash_held is the sum of its open buys' holds,
   each hold is price × remaining + fee + remaining; credits_held and open_buy match the
   open orders;
@@ -360,7 +360,11 @@ def check_invariants(engine: Engine, ledger: Ledger) -> None:
 
     # -- cash
     total_cash = sum(a.cash + a.cash_held for a in accounts.values())
-    assert ledger.deposited - ledger.withdrawn == total_cash + engine.fees_collected
+    # Penalties the registry charges leave the enterprises' cash like fees do.
+    assert (
+        ledger.deposited - ledger.withdrawn
+        == total_cash + engine.fees_collected + engine.penalties_collected
+    )
     assert ledger.fees == engine.fees_collected
     for eid, a in accounts.items():
         assert a.cash >= 0 and a.cash_held >= 0 and a.open_buy >= 0, eid

@@ -11,12 +11,22 @@ per fill and side, rounded half-up to the fen. A buy order holds
 rounding reserve of 1 fen per tonne, because each fill's fee is rounded on its own and
 k partial fills can cost up to k fen more than the fee on the whole; with the reserve a
 hold always covers its fills, and what a fill does not need is released at once.
+
+The registry's commands (:mod:`events.registry`) are decided in the same step by
+:class:`services.registry.registry.Registry`, which reaches accounts, serial blocks, cash
+and prices only through :class:`_EnginePort`. So a period close issues its credits and
+creates its obligations atomically, and a deadline charges its penalties from available
+cash (never from held cash, never below zero: what cash does not cover is recorded as a
+debt, and withdrawals wait until it is paid). Penalties leave the enterprises' cash like
+fees: deposited - withdrawn = all cash + fees collected + penalties collected.
 """
 
 from __future__ import annotations
 
 import hashlib
+from calendar import monthrange
 from collections.abc import Callable, Sequence
+from datetime import date
 from heapq import heappop, heappush
 from typing import Any
 
@@ -52,11 +62,16 @@ from services.exchange import serials
 from services.exchange.book import Book, Order
 from services.exchange.calendar import DaySchedule, iso_day
 from services.exchange.config import EngineConfig
+from services.registry.registry import AveragePrice, Registry
 
 __all__ = ["Account", "Engine", "Instrument"]
 
 ACTIVE = "active"
 SUSPENDED = "suspended"
+#: Days of daily volume/notional kept per instrument: more than the 6 months (≤ 184
+#: days) the penalty price averages over.
+HISTORY_DAYS = 190
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _SIDES = frozenset(("buy", "sell"))
 _ORDER_TYPES = frozenset(("limit", "market"))
 _TIME_IN_FORCE = frozenset(("day", "gtc", "gtd", "ioc", "fok"))
@@ -122,6 +137,7 @@ class Instrument:
         "day_trades",
         "day_volume",
         "fee_bps",
+        "history",
         "next_serial",
         "previous_close",
         "symbol",
@@ -136,6 +152,9 @@ class Instrument:
         self.next_serial = 1
         self.book = Book()
         self.bands: dict[tuple[int, int], tuple[int, int]] = {}  # (close, bps) -> band
+        # [day, volume, notional] of each closed trading day with continuous trades, for
+        # the penalty's 6-month average price; days older than HISTORY_DAYS are dropped.
+        self.history: list[list[int]] = []
         self.reset_day()
 
     def reset_day(self) -> None:
@@ -158,6 +177,11 @@ class Engine:
         self.orders: dict[int, Order] = {}  # open orders by id (id order = arrival order)
         self.expiries: list[tuple[int, int]] = []  # heap of (expire_at, order id) for gtd
         self.fees_collected = 0
+        # Penalties taken from cash by the registry (they leave the enterprises' cash like
+        # fees do: deposits - withdrawals = balances + fees + penalties).
+        self.penalties_collected = 0
+        self.registry = Registry()
+        self._port = _EnginePort(self)
         self.next_trade_id = 1
         self.time = 0
         self.day = -1
@@ -182,6 +206,8 @@ class Engine:
             c.ListInstrument: self._list_instrument,
             c.SetPositionLimit: self._set_position_limit,
         }
+        for command in self.registry.commands:
+            self._handlers[command] = self._registry_command
 
     # ------------------------------------------------------------------ entry point
 
@@ -264,6 +290,10 @@ class Engine:
             if inst.day_volume:
                 # VWAP, rounded half-up to the fen.
                 close = (2 * inst.day_notional + inst.day_volume) // (2 * inst.day_volume)
+                history = inst.history
+                history.append([self.day, inst.day_volume, inst.day_notional])
+                while history[0][0] <= self.day - HISTORY_DAYS:
+                    del history[0]
             else:
                 close = inst.previous_close
             results.append(
@@ -928,6 +958,9 @@ class Engine:
             reason = "account_frozen"
         elif cmd.amount > account.cash:
             reason = "insufficient_cash"
+        elif self.registry.penalty_debt(cmd.enterprise_id):
+            # Unpaid penalties come first: cash cannot leave while they are owed.
+            reason = "penalty_outstanding"
         if reason:
             return [
                 CommandRejected(
@@ -970,20 +1003,25 @@ class Engine:
                     command="IssueCredits", enterprise_id=cmd.enterprise_id, reason=reason
                 )
             ]
+        return [self._issue_block(account, inst, cmd.quantity, cmd.reason)]
+
+    @staticmethod
+    def _issue_block(
+        account: Account, inst: Instrument, quantity: int, reason: str
+    ) -> CreditsIssued:
+        """Create `quantity` credits for `account` as the instrument's next serial block."""
         first = inst.next_serial
-        last = first + cmd.quantity - 1
+        last = first + quantity - 1
         inst.next_serial = last + 1
-        account.give_credits(cmd.instrument, [(first, last)], cmd.quantity)
-        return [
-            CreditsIssued(
-                enterprise_id=cmd.enterprise_id,
-                instrument=cmd.instrument,
-                quantity=cmd.quantity,
-                serial_first=first,
-                serial_last=last,
-                reason=cmd.reason,
-            )
-        ]
+        account.give_credits(inst.symbol, [(first, last)], quantity)
+        return CreditsIssued(
+            enterprise_id=account.enterprise_id,
+            instrument=inst.symbol,
+            quantity=quantity,
+            serial_first=first,
+            serial_last=last,
+            reason=reason,
+        )
 
     def _transfer(self, cmd: c.TransferCredits, position: int) -> list[Event]:
         source = self._credit_refusal(
@@ -1027,21 +1065,38 @@ class Engine:
         ]
 
     def _surrender(self, cmd: c.SurrenderCredits, position: int) -> list[Event]:
+        """Cancel credits; against a registry period's obligation, the registry decides.
+
+        For a compliance period the registry opened, the surrender must fit the
+        enterprise's outstanding obligation (and the offset cap, and the vintage rule)
+        and reduces it. A period the registry does not know is a plain cancellation,
+        as before the registry existed (no obligation to count it against).
+        """
+        if self.registry.manages(cmd.period):
+            account = self._account_or_reject(cmd.enterprise_id, "SurrenderCredits")
+            if isinstance(account, CommandRejected):
+                return [account]
+            return self.registry.surrender(cmd, self.time, self._port)
         account = self._credit_refusal(
             "SurrenderCredits", cmd.enterprise_id, cmd.instrument, cmd.quantity
         )
         if isinstance(account, CommandRejected):
             return [account]
-        gone = account.take_credits(cmd.instrument, cmd.quantity)
-        return [
-            CreditsSurrendered(
-                enterprise_id=cmd.enterprise_id,
-                instrument=cmd.instrument,
-                quantity=cmd.quantity,
-                serials=tuple(gone),
-                period=cmd.period,
-            )
-        ]
+        return [self._surrender_credits(account, cmd.instrument, cmd.quantity, cmd.period)]
+
+    @staticmethod
+    def _surrender_credits(
+        account: Account, instrument: str, quantity: int, period: str
+    ) -> CreditsSurrendered:
+        """Cancel the lowest `quantity` available serials (the caller checked there are)."""
+        gone = account.take_credits(instrument, quantity)
+        return CreditsSurrendered(
+            enterprise_id=account.enterprise_id,
+            instrument=instrument,
+            quantity=quantity,
+            serials=tuple(gone),
+            period=period,
+        )
 
     def _retire(self, cmd: c.RetireCredits, position: int) -> list[Event]:
         account = self._credit_refusal(
@@ -1060,6 +1115,38 @@ class Engine:
                 reason=cmd.reason,
             )
         ]
+
+    # ------------------------------------------------------------------ registry
+
+    def _registry_command(self, cmd: Event, position: int) -> list[Event]:
+        return self.registry.handle(cmd, self.time, self._port)
+
+    def average_price(self, symbol: str) -> AveragePrice:
+        """The penalty price (RULES.md: "3 × the average price of the last 6 months").
+
+        The volume-weighted average price of the instrument's continuous trades over
+        the six calendar months that end with the current trading day (the day's
+        trades so far included; negotiated block trades excluded, as in the daily
+        close), rounded half-up to the fen. When there was no trade in that window,
+        the instrument's latest daily close: the operator's reference price while the
+        instrument has never traded, otherwise the last price the market made.
+        """
+        inst = self.instruments[symbol]
+        today = date.fromordinal(_EPOCH_ORDINAL + self.day)
+        year, month = divmod(today.year * 12 + today.month - 1 - 6, 12)
+        start = date(year, month + 1, min(today.day, monthrange(year, month + 1)[1]))
+        first_day = start.toordinal() - _EPOCH_ORDINAL  # excluded: exactly six months
+        volume = inst.day_volume
+        notional = inst.day_notional
+        for day, day_volume, day_notional in inst.history:
+            if first_day < day <= self.day:
+                volume += day_volume
+                notional += day_notional
+        window = f"{iso_day(first_day + 1)}..{iso_day(self.day)}"
+        if volume == 0:
+            return AveragePrice(inst.previous_close, f"no trades {window}: latest close")
+        price = (2 * notional + volume) // (2 * volume)
+        return AveragePrice(price, f"vwap {window}: {volume} t")
 
     # ------------------------------------------------------------------ state
 
@@ -1105,6 +1192,8 @@ class Engine:
                 "bids": [[p, list(i.book.bids[p])] for p in i.book.bid_prices],
                 "asks": [[p, list(i.book.asks[p])] for p in i.book.ask_prices],
             }
+            if i.history:
+                instruments[symbol]["history"] = [list(h) for h in i.history]
         orders = [
             [
                 o.id,
@@ -1124,7 +1213,7 @@ class Engine:
             ]
             for o in self.orders.values()
         ]
-        return {
+        state: dict[str, Any] = {
             "rules": self.config.fingerprint(),
             "accounts": accounts,
             "instruments": instruments,
@@ -1136,6 +1225,14 @@ class Engine:
             "day": self.day,
             "day_closed": self.day_closed,
         }
+        # Parts added with the registry are left out while empty, so the state (and
+        # hash) of an engine that never used them is what it was before they existed:
+        # snapshots taken by earlier versions still restore and hash the same.
+        if self.penalties_collected:
+            state["penalties_collected"] = self.penalties_collected
+        if not self.registry.is_empty():
+            state["registry"] = self.registry.state()
+        return state
 
     def snapshot(self) -> bytes:
         """Canonical bytes of :meth:`state`."""
@@ -1212,12 +1309,71 @@ class Engine:
             for _, ids in i["bids"] + i["asks"]:
                 for oid in ids:
                     inst.book.add(orders[oid])
+            inst.history = [list(h) for h in i.get("history", [])]
             engine.instruments[symbol] = inst
         engine.expiries = [(t, oid) for t, oid in data["expiries"]]
         engine.fees_collected = data["fees_collected"]
+        engine.penalties_collected = data.get("penalties_collected", 0)
+        if "registry" in data:
+            engine.registry = Registry.from_state(data["registry"])
         engine.next_trade_id = data["next_trade_id"]
         engine.time = data["time"]
         if data["day"] >= 0:
             engine._enter_day(data["day"])
         engine.day_closed = data["day_closed"]
         return engine
+
+
+class _EnginePort:
+    """The registry's narrow view of the engine (:class:`~services.registry.registry.
+    ExchangePort`): accounts, serial-block issuance, surrender, cash and prices.
+
+    The registry calls the changing methods only after its own checks passed, and
+    checks what they need (account, instrument, available credits or cash) through the
+    reading methods first, so none of them refuses anything.
+    """
+
+    __slots__ = ("_engine",)
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def has_account(self, enterprise_id: str) -> bool:
+        return enterprise_id in self._engine.accounts
+
+    def open_account(self, enterprise_id: str) -> Event:
+        self._engine.accounts[enterprise_id] = Account(enterprise_id)
+        return AccountOpened(enterprise_id=enterprise_id)
+
+    def set_trading_status(self, enterprise_id: str, status: str) -> None:
+        self._engine.accounts[enterprise_id].status = status
+
+    def instrument_vintage(self, symbol: str) -> int | None:
+        inst = self._engine.instruments.get(symbol)
+        return None if inst is None else inst.vintage
+
+    def available_credits(self, enterprise_id: str, instrument: str) -> int:
+        account = self._engine.accounts.get(enterprise_id)
+        return 0 if account is None else account.available(instrument)
+
+    def issue(self, enterprise_id: str, instrument: str, quantity: int, reason: str) -> Event:
+        engine = self._engine
+        return engine._issue_block(
+            engine.accounts[enterprise_id], engine.instruments[instrument], quantity, reason
+        )
+
+    def surrender(self, enterprise_id: str, instrument: str, quantity: int, period: str) -> Event:
+        account = self._engine.accounts[enterprise_id]
+        return self._engine._surrender_credits(account, instrument, quantity, period)
+
+    def available_cash(self, enterprise_id: str) -> int:
+        account = self._engine.accounts.get(enterprise_id)
+        return 0 if account is None else account.cash
+
+    def charge(self, enterprise_id: str, amount: int) -> None:
+        """Take `amount` fen of available cash (never held cash, which backs orders)."""
+        self._engine.accounts[enterprise_id].cash -= amount
+        self._engine.penalties_collected += amount
+
+    def average_price(self, instrument: str) -> AveragePrice:
+        return self._engine.average_price(instrument)

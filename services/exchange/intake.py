@@ -12,10 +12,16 @@ from collections.abc import Container, Sequence
 from typing import NamedTuple
 
 from events import commands as c
+from events import registry as r
 from events.base import Event, type_errors
 from events.codec import frame
 from infra.recorders import Appended
 from infra.store import Store
+from services.registry import credit_code
+from services.registry.emissions import compute_report
+from services.registry.evaluation import parse_benchmarks, parse_weights
+from services.registry.quotas import parse_allocation
+from services.registry.registry import ACTIONS, period_problem
 
 __all__ = ["FieldError", "Intake", "InvalidCommand", "validate"]
 
@@ -87,12 +93,82 @@ def _order(cmd: c.PlaceOrder, errors: list[FieldError]) -> None:
         errors.append(FieldError("expire_at", "only for gtd orders"))
 
 
+def _registry(command: Event, errors: list[FieldError]) -> None:
+    """Stateless checks of the registry's commands: the same parsing the engine does,
+    so a command that passes here is refused by the engine only for reasons of state."""
+    period = getattr(command, "period", None)
+    if period is not None:
+        problem = period_problem(period)
+        if problem is not None:
+            errors.append(FieldError("period", problem))
+    problems: list[tuple[str, str]] = []
+    if isinstance(command, r.RegisterEnterprise):
+        _text(errors, "name", command.name, 200)
+        _text(errors, "sector", command.sector)
+        code_problem = credit_code.problem(command.credit_code)
+        if code_problem is not None:
+            errors.append(FieldError("credit_code", code_problem))
+    elif isinstance(command, r.ChangeEnterpriseStatus):
+        if command.action not in ACTIONS:
+            errors.append(FieldError("action", f"must be one of {', '.join(ACTIONS)}"))
+    elif isinstance(command, r.OpenPeriod):
+        if not 0 <= command.deadline <= 2**62:
+            errors.append(FieldError("deadline", "must be µs since the epoch, or 0 (default)"))
+        if command.instrument:
+            _text(errors, "instrument", command.instrument, 32)
+    elif isinstance(command, r.SubmitReport):
+        _, problems = compute_report(
+            command.sources, command.output_value, command.energy_tce, command.pollutants
+        )
+    elif isinstance(command, r.VerifyReport):
+        _text(errors, "report_id", command.report_id, 200)
+        _text(errors, "verifier", command.verifier)
+        if len(command.note) > 2000:
+            errors.append(FieldError("note", "must be at most 2000 characters"))
+        if command.report_version < 0:
+            errors.append(FieldError("report_version", "must be 0 (latest) or a version"))
+    elif isinstance(command, r.SetAllocation):
+        if bool(command.enterprise_id) == bool(command.sector):
+            errors.append(FieldError("enterprise_id", "name either an enterprise or a sector"))
+        elif command.sector:
+            _text(errors, "sector", command.sector)
+        else:
+            _text(errors, "enterprise_id", command.enterprise_id)
+        _, problems = parse_allocation(command.method, command.params)
+    elif isinstance(command, r.SetEvaluationBenchmarks):
+        _text(errors, "sector", command.sector)
+        _, problems = parse_benchmarks(command.benchmarks)
+    elif isinstance(command, r.EvaluatePeriod):
+        _, problems = parse_weights(command.weights)
+    errors.extend(FieldError(name, message) for name, message in problems)
+
+
+_REGISTRY = (
+    r.RegisterEnterprise,
+    r.ChangeEnterpriseStatus,
+    r.OpenPeriod,
+    r.SubmitReport,
+    r.VerifyReport,
+    r.SetAllocation,
+    r.SetEvaluationBenchmarks,
+    r.SetOffsetInstrument,
+    r.ClosePeriod,
+    r.EnforcePeriod,
+    r.EvaluatePeriod,
+    r.CollectPenalty,
+)
+
+
 def validate(command: Event, instruments: Container[str] | None = None) -> list[FieldError]:
     """Everything wrong with `command` that can be known without the engine's state."""
     mistyped = type_errors(command)
     if mistyped:
         return [FieldError(name, problem) for name, problem in mistyped]
     errors: list[FieldError] = []
+    if isinstance(command, c.SurrenderCredits):
+        problem = period_problem(command.period)
+        if problem is not None:
+            errors.append(FieldError("period", problem))
     for name in (
         "enterprise_id",
         "from_enterprise_id",
@@ -100,7 +176,7 @@ def validate(command: Event, instruments: Container[str] | None = None) -> list[
         "seller_id",
         "buyer_id",
     ):
-        if hasattr(command, name):
+        if hasattr(command, name) and not isinstance(command, r.SetAllocation):
             _text(errors, name, getattr(command, name))
     if hasattr(command, "amount"):
         _positive(errors, "amount", command.amount)
@@ -110,6 +186,8 @@ def validate(command: Event, instruments: Container[str] | None = None) -> list[
         _order(command, errors)
     elif isinstance(command, c.RepriceOrder | c.BlockTrade):
         _positive(errors, "price", command.price, MAX_PRICE)
+    elif isinstance(command, _REGISTRY):
+        _registry(command, errors)
     elif isinstance(command, c.ListInstrument):
         _text(errors, "symbol", command.symbol, 32)
         _positive(errors, "reference_price", command.reference_price, MAX_PRICE)

@@ -66,6 +66,7 @@ def create_app(
         sender=sender,
         wait_timeout=wait_timeout,
     )
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
