@@ -11,6 +11,7 @@ from projections.base import Entry, Projection, Table
 from projections.holdings import Holdings
 from projections.market import Market
 from projections.orders import Orders, Outcomes
+from projections.registry import Registry
 from projections.surveillance import Surveillance
 
 __all__ = ["Entry", "Projection", "Table", "all_projections"]
@@ -18,4 +19,12 @@ __all__ = ["Entry", "Projection", "Table", "all_projections"]
 
 def all_projections() -> list[Projection]:
     """A fresh instance of every read model carbonx maintains."""
-    return [Balances(), Holdings(), Orders(), Outcomes(), Market(), Surveillance()]
+    return [
+        Balances(),
+        Holdings(),
+        Orders(),
+        Outcomes(),
+        Market(),
+        Surveillance(),
+        Registry(),
+    ]

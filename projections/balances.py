@@ -19,6 +19,7 @@ from typing import Any
 
 from events import accounts as a
 from events import exchange as x
+from events import registry as r
 from infra.sqldb import Cursor, SqlDatabase
 from projections.base import Entry, Projection, Table
 
@@ -208,6 +209,23 @@ class Balances(Projection):
             e.instrument,
             (e.enterprise_id, AVAILABLE, -e.quantity),
             ("registry", "retired", e.quantity),
+        )
+
+    # -- penalties (charged from available cash; the unpaid rest is a debt, not a posting)
+
+    def on_PenaltyCharged(self, entry: Entry) -> None:
+        e: r.PenaltyCharged = entry.event  # type: ignore[assignment]
+        self._post(
+            entry, CASH, (e.enterprise_id, AVAILABLE, -e.paid), ("registry", "penalties", e.paid)
+        )
+
+    def on_PenaltyCollected(self, entry: Entry) -> None:
+        e: r.PenaltyCollected = entry.event  # type: ignore[assignment]
+        self._post(
+            entry,
+            CASH,
+            (e.enterprise_id, AVAILABLE, -e.amount),
+            ("registry", "penalties", e.amount),
         )
 
     # -- orders and trades

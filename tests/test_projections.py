@@ -233,3 +233,38 @@ def test_order_queries_show_fills_and_status(store_url: str) -> None:
             runner.engine.next_trade_id - 1
             == store.sql.query("SELECT COUNT(*) FROM rm_trades")[0][0]
         )
+
+
+def test_the_compliance_year_in_the_read_models(store_url: str) -> None:
+    """The registry's year (tests/test_registry_year.py) through the store and the
+    projector: compliance, penalties, evaluations and balances as the engine has them."""
+    from projections.registry import compliance_of, evaluation_of, periods, registered
+    from tests.test_registry_year import CONFIG as YEAR_CONFIG
+    from tests.test_registry_year import run_year
+
+    zone = run_year()
+    with open_store(store_url) as store:
+        Intake(store).submit([(command, time) for _, time, command in zone.log])
+        runner = EngineRunner(store, YEAR_CONFIG, batch=50)
+        runner.recover()
+        runner.drain()
+        Projector(store, all_projections(), batch=64).catch_up()
+        db = store.sql
+        _assert_matches_engine(store, report(runner.engine))
+        year = {row["enterprise_id"]: row for eid in ("E1", "E2", "S1", "S2")
+                for row in compliance_of(db, eid) if row["period"] == "2025"}  # fmt: skip
+        assert (year["E1"]["issued_t"], year["S2"]["issued_t"]) == (33, 1_046)
+        assert (year["S1"]["obligation_t"], year["S1"]["status"]) == (652, "settled")
+        e2 = year["E2"]
+        assert (e2["obligation_t"], e2["surrendered_t"], e2["shortfall_t"]) == (89, 30, 59)
+        assert (e2["deficit_t"], e2["status"], e2["penalty_fen"]) == (89, "shortfall", 901_992)
+        assert year["E1"]["quota_inputs"] and year["E1"]["method"]
+        # Penalties are real cash postings: what E2 paid, at once and later.
+        (paid,) = db.query(
+            "SELECT SUM(amount) FROM rm_ledger WHERE owner = 'registry' AND bucket = 'penalties'"
+        )
+        assert int(paid[0]) == runner.engine.penalties_collected == 901_992
+        graded = evaluation_of(db, "E1", "2025")
+        assert graded is not None and graded["grade"] == "A" and graded["near_zero_carbon"]
+        assert {p["period"]: p["status"] for p in periods(db)}["2025"] == "enforced"
+        assert set(registered(db)) == {"E1", "E2", "S1", "S2"}
