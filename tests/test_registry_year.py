@@ -1026,3 +1026,13 @@ def test_the_year_on_the_store_journals_the_same_results(store_url: str, tmp_pat
     assert reborn.engine.state_hash() == zone.engine.state_hash()
     with pytest.raises(InvalidCommand), open_store(store_url) as store:
         Intake(store).submit([(r.ClosePeriod(period="twenty"), 1)])
+
+
+def test_every_registry_command_gets_an_answer() -> None:
+    """The gateway waits for each command's results: evaluating a closed period with no
+    verified report must be a refusal, not silence (found by the API fuzz test)."""
+    engine = Engine(CONFIG)
+    engine.apply(1, 1_764_036_000_000_000, r.OpenPeriod(period="2030"))
+    engine.apply(2, 1_764_036_000_000_001, r.ClosePeriod(period="2030"))
+    (answer,) = engine.apply(3, 1_764_036_000_000_002, r.EvaluatePeriod(period="2030"))
+    assert isinstance(answer, CommandRejected) and answer.reason == "nothing_to_evaluate"

@@ -69,6 +69,9 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        context.watcher.start()
+        if context.batcher is not None:
+            context.batcher.start()
         yield
         context.watcher.close()
         if context.batcher is not None:

@@ -74,7 +74,14 @@ class Gateway:
         assert self.batcher is not None
         future = self.batcher.submit(command, self.clock(), symbols)
         try:
-            return await asyncio.wrap_future(future)
+            return await asyncio.wait_for(asyncio.wrap_future(future), self.wait_timeout)
+        except TimeoutError as error:
+            raise Problem(
+                504,
+                "Gateway Timeout",
+                f"the store did not take the command within {self.wait_timeout:g} s; "
+                "it may still be recorded: retry with the same Idempotency-Key",
+            ) from error
         except Exception as error:
             raise Problem(
                 503, "Service Unavailable", f"the store refused the command: {error}"

@@ -15,11 +15,12 @@ it, so the caller's next read sees its own write (read-your-writes).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
 from collections.abc import Container
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
 from events.base import Event
@@ -37,8 +38,15 @@ class IntakeBatcher:
         self.store = store
         self.max_batch = max_batch
         self._queue: queue.SimpleQueue[tuple[Event, int, Future[int]] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="carbonx-intake", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        self.start()
+
+    def start(self) -> None:
+        """Start the writer thread (again, after :meth:`close`: an app's lifespan may
+        run more than once, e.g. under test clients)."""
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="carbonx-intake", daemon=True)
+            self._thread.start()
 
     def submit(
         self, command: Event, time: int, instruments: Container[str] | None = None
@@ -71,15 +79,16 @@ class IntakeBatcher:
             except Exception as error:  # the store is down: every waiter learns it
                 log.exception("intake append failed")
                 for _, _, future in batch:
-                    future.set_exception(error)
+                    _settle(future, exception=error)
                 continue
             assert appended is not None
             for offset, (_, _, future) in enumerate(batch):
-                future.set_result(appended.first + offset)
+                _settle(future, result=appended.first + offset)
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=5)
+        if self._thread is not None and self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(timeout=5)
 
 
 class OutcomeWatcher:
@@ -90,8 +99,16 @@ class OutcomeWatcher:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="carbonx-outcomes", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        self.start()
+
+    def start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(
+                target=self._run, name="carbonx-outcomes", daemon=True
+            )
+            self._thread.start()
 
     async def wait(self, cause: int, timeout: float) -> dict[str, Any] | None:
         """The outcome row of intake position `cause` once projections reached it, or
@@ -132,7 +149,9 @@ class OutcomeWatcher:
                 with self._lock:
                     for cause, row in found.items():
                         for loop, future in self._pending.pop(cause, []):
-                            loop.call_soon_threadsafe(_resolve, future, row)
+                            # A request whose loop has gone (client gone) is skipped.
+                            with contextlib.suppress(RuntimeError):
+                                loop.call_soon_threadsafe(_resolve, future, row)
             seen = self.store.wait_for_change(seen, self.poll)
 
     def _lookup(self, causes: list[int]) -> dict[int, dict[str, Any]]:
@@ -163,9 +182,26 @@ class OutcomeWatcher:
     def close(self) -> None:
         self._stop.set()
         self._wake.set()
-        self._thread.join(timeout=5)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
 
 
 def _resolve(future: asyncio.Future[Any], row: dict[str, Any]) -> None:
     if not future.done():
         future.set_result(row)
+
+
+def _settle(
+    future: Future[int], result: int | None = None, exception: BaseException | None = None
+) -> None:
+    """Complete a request's future, unless its caller gave up on it (a cancelled
+    request must not take the one writer thread down with it)."""
+    if future.cancelled():
+        return
+    try:
+        if exception is not None:
+            future.set_exception(exception)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+    except InvalidStateError:
+        pass

@@ -674,6 +674,8 @@ class Registry:
         )
         if lacking:
             raise Refused("missing_benchmarks", f"no benchmarks for {', '.join(lacking)}")
+        if not subjects:  # every command gets an answer: nothing to evaluate is a refusal
+            raise Refused("nothing_to_evaluate", "no enterprise has a verified report for it")
         results: list[Event] = []
         for eid, verified in subjects:
             enterprise = self.enterprises[eid]

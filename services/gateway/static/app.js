@@ -24,7 +24,8 @@
     markets: [], symbol: null, interval: "1m", candles: [],
     enterpriseId: null, enterprises: [], period: null,
     timer: null, ticks: 0, busy: false,
-    stream: null, streamRetry: null, streamFailures: 0, streamAdvertised: null,
+    stream: null, streamRetry: null, streamFailures: 0,
+    apiPaths: null, apiPathsAt: 0, apiPathsLoading: null, // from /openapi.json: what this server offers
     pending: new Set(), pendingTimer: null,
     auditNext: null,
   };
@@ -232,7 +233,8 @@
     closeStream();
     clearTimeout(state.streamRetry);
     Object.assign(state, { token: null, me: null, markets: [], symbol: null, candles: [], enterpriseId: null,
-      enterprises: [], period: null, ticks: 0, busy: false, streamFailures: 0, streamAdvertised: null, auditNext: null });
+      enterprises: [], period: null, ticks: 0, busy: false, streamFailures: 0, auditNext: null,
+      apiPaths: null, apiPathsAt: 0, apiPathsLoading: null });
     sessionStorage.removeItem(TOKEN_KEY);
     resetViews();
     show($("#app-view"), false);
@@ -312,19 +314,52 @@
   }
   function markUpdated() { setText($("#last-update"), hms(new Date())); }
 
-  // ---------------------------------------------------------------- server-sent events
-  /** Open /v1/stream only when the OpenAPI document lists it (avoids a 404 in the console). */
-  async function streamAvailable() {
-    if (state.streamAdvertised !== null) return state.streamAdvertised;
+  // ---------------------------------------------------------------- what the server offers
+  const API_PATHS_TTL_MS = 60000; // look again now and then: a server upgrade may add endpoints
+  const OPTIONAL = {
+    stream: /^\/v1\/stream$/,
+    compliance: /^\/v1\/enterprises\/\{[^/{}]+\}\/compliance$/,
+    evaluation: /^\/v1\/enterprises\/\{[^/{}]+\}\/evaluation$/,
+  };
+
+  /** The path templates /openapi.json lists (cached); null when the document is unavailable. */
+  async function apiPaths() {
+    if (state.apiPathsLoading) return state.apiPathsLoading;
+    if (state.apiPathsAt && Date.now() - state.apiPathsAt < API_PATHS_TTL_MS) return state.apiPaths;
+    const gen = state.gen;
+    state.apiPathsLoading = (async () => {
+      let paths = null;
+      try {
+        const res = await fetch("/openapi.json", { headers: { Accept: "application/json" } });
+        const doc = res.ok ? await res.json() : null;
+        if (doc && doc.paths && typeof doc.paths === "object") paths = Object.keys(doc.paths);
+      } catch (_) {
+        paths = null;
+      }
+      if (gen === state.gen) Object.assign(state, { apiPaths: paths, apiPathsAt: Date.now() });
+      return paths;
+    })();
     try {
-      const res = await fetch("/openapi.json");
-      const doc = res.ok ? await res.json() : null;
-      state.streamAdvertised = !doc || !doc.paths || Object.prototype.hasOwnProperty.call(doc.paths, "/v1/stream");
-    } catch (_) {
-      state.streamAdvertised = false;
+      return await state.apiPathsLoading;
+    } finally {
+      state.apiPathsLoading = null;
     }
-    return state.streamAdvertised;
   }
+
+  /**
+   * Whether the server offers an optional endpoint (OPTIONAL key). Asking for an endpoint the
+   * server lacks would 404, which the browser logs as a console error: only call what is listed.
+   * `unknown` is the answer when /openapi.json cannot be read.
+   */
+  async function offers(name, unknown = false) {
+    const paths = await apiPaths();
+    if (!paths) return unknown;
+    return paths.some((p) => OPTIONAL[name].test(p));
+  }
+
+  // ---------------------------------------------------------------- server-sent events
+  /** Open /v1/stream only when the OpenAPI document lists it (or cannot be read). */
+  const streamAvailable = () => offers("stream", true);
 
   async function openStream() {
     closeStream();
@@ -791,6 +826,13 @@
 
   async function refreshCompliance(id) {
     let periods = [];
+    if (!(await offers("compliance"))) {
+      if (id !== state.enterpriseId) return true;
+      setHtml($("#compliance"), `<p class="muted" data-testid="compliance-unavailable">not offered by this server yet</p>`);
+      show($("#evaluation-period"), false);
+      state.period = null;
+      return refreshEvaluation(id);
+    }
     try {
       const { data } = await api(`/v1/enterprises/${encodeURIComponent(id)}/compliance`);
       periods = Array.isArray(data.periods) ? data.periods.filter((p) => p && p.period !== undefined) : [];
@@ -829,6 +871,12 @@
 
   async function refreshEvaluation(id) {
     const period = state.period;
+    if (!(await offers("evaluation"))) {
+      if (id === state.enterpriseId) {
+        setHtml($("#evaluation"), `<p class="muted" data-testid="evaluation-unavailable">not offered by this server yet</p>`);
+      }
+      return true;
+    }
     if (!period) { setHtml($("#evaluation"), `<p class="muted">none yet</p>`); return true; }
     try {
       const { data } = await api(`/v1/enterprises/${encodeURIComponent(id)}/evaluation?period=${encodeURIComponent(period)}`);
@@ -1080,7 +1128,7 @@
     if (!rows.length) return `<p class="muted">none</p>`;
     const cols = [];
     for (const r of rows) for (const k of Object.keys(r)) if (!cols.includes(k)) cols.push(k);
-    const fenKey = (k) => /price|^(last|open|high|low|band_low|band_high|prev_close|close|cash|fee|amount)$/.test(k);
+    const fenKey = (k) => /price|cash|fee|amount|^(last|open|high|low|band_low|band_high|prev_close|previous_close|close)$/.test(k) && k !== "fee_bps";
     const cell = (k, v) => v !== null && typeof v === "object" ? `<td class="mono small">${esc(JSON.stringify(v))}</td>`
       : isNum(v) ? `<td class="num">${fenKey(k) ? fmtFen(v) : fmtQty(v)}</td>` : `<td>${fmtDec(v)}</td>`;
     const numeric = (k) => rows.every((r) => r[k] === null || r[k] === undefined || isNum(r[k]));
@@ -1091,11 +1139,18 @@
   const ranges = (list) => (Array.isArray(list) && list.length
     ? list.map((r) => (Array.isArray(r) ? (r[0] === r[1] ? `${r[0]}` : `${r[0]}–${r[1]}`) : JSON.stringify(r))).join(", ") : "—");
 
+  /** GET /v1/audit/state: `{as_of, time, accounts, open_orders, markets, fees_collected, state_hash, …}`. */
   function renderAsOf(s) {
     const parts = [];
-    const asOf = s.as_of && typeof s.as_of === "object" ? s.as_of : { as_of: s.as_of };
-    parts.push(`<div class="section-title">Point in time</div><dl class="kv">${Object.entries(asOf).map(([k, v]) =>
-      `<dt>${esc(k)}</dt><dd>${/time/.test(k) && isNum(v) ? fmtDateTime(v) : fmtDec(v)}</dd>`).join("")}</dl>`);
+    const asOf = String(s.as_of ?? "");
+    const point = /^\d+$/.test(asOf) ? `journal position ${esc(asOf)}` : esc(asOf || "—");
+    const kv = [["As of", point], ["Engine time", isNum(s.time) ? fmtDateTime(s.time) : fmtDec(s.time)]];
+    if (s.fees_collected !== undefined) kv.push(["Fees collected (CNY)", fmtFen(s.fees_collected)]);
+    if (s.state_hash !== undefined) {
+      kv.push(["State hash", `<span class="mono small" title="${esc(s.state_hash)}">${esc(String(s.state_hash ?? "—").slice(0, 16))}</span>`]);
+    }
+    parts.push(`<div class="section-title">Point in time</div><dl class="kv" data-testid="asof-point">${kv.map(([k, v]) =>
+      `<dt>${esc(k)}</dt><dd>${v}</dd>`).join("")}</dl>`);
     const accounts = s.accounts && typeof s.accounts === "object" ? Object.entries(s.accounts) : [];
     const acctRows = [];
     const holdRows = [];
@@ -1116,17 +1171,28 @@
     parts.push(`<div class="section-title">Holdings</div>` + (holdRows.length
       ? `<table class="grid-table" data-testid="asof-holdings"><thead><tr><th>Enterprise</th><th>Instrument</th><th class="num">Available (t)</th>` +
         `<th class="num">Held (t)</th><th>Serials available</th><th>Serials held</th></tr></thead><tbody>${holdRows.join("")}</tbody></table>` : `<p class="muted">none</p>`));
-    const orders = Array.isArray(s.orders) ? s.orders.filter((o) => o && typeof o === "object") : [];
-    parts.push(`<div class="section-title">Open orders</div>` + genericTable(orders, "asof-orders"));
+    const orderList = Array.isArray(s.open_orders) ? s.open_orders : Array.isArray(s.orders) ? s.orders : [];
+    const orders = orderList.filter((o) => o && typeof o === "object")
+      .sort((a, b) => String(a.order_id ?? "").localeCompare(String(b.order_id ?? ""), undefined, { numeric: true }));
+    const orderRows = orders.map((o) =>
+      `<tr data-order-id="${esc(o.order_id)}" data-enterprise-id="${esc(o.enterprise_id)}"><td class="mono">${esc(o.order_id)}</td>` +
+      `<td class="mono">${esc(o.enterprise_id ?? "")}</td><td>${esc(o.instrument ?? "")}</td>${sideCell(o.side)}${priceCell(o)}` +
+      `<td class="num">${fmtQty(o.quantity)}</td><td class="num">${fmtQty(o.remaining_quantity)}</td>` +
+      `<td>${esc(o.time_in_force ?? "")}</td><td class="num">${fmtFen(o.held_cash)}</td></tr>`);
+    parts.push(`<div class="section-title">Open orders</div>` + (orderRows.length
+      ? `<table class="grid-table" data-testid="asof-open-orders"><thead><tr><th>Order</th><th>Enterprise</th><th>Instrument</th>` +
+        `<th>Side</th><th class="num">Price</th><th class="num">Qty (t)</th><th class="num">Remaining (t)</th><th>TIF</th>` +
+        `<th class="num">Cash held</th></tr></thead><tbody>${orderRows.join("")}</tbody></table>` : `<p class="muted">none</p>`));
     const markets = s.markets && typeof s.markets === "object"
       ? (Array.isArray(s.markets) ? s.markets : Object.entries(s.markets).map(([sym, m]) => ({ symbol: sym, ...(m && typeof m === "object" ? m : { value: m }) })))
       : [];
     parts.push(`<div class="section-title">Markets</div>` + genericTable(markets, "asof-markets"));
+    const shown = ["as_of", "time", "fees_collected", "state_hash", "accounts", "open_orders", "orders", "markets"];
     for (const [k, v] of Object.entries(s)) { // anything else the API adds (e.g. obligations)
-      if (["as_of", "accounts", "orders", "markets"].includes(k)) continue;
+      if (shown.includes(k) || v === null || v === undefined) continue;
       const rows = Array.isArray(v) ? v.filter((r) => r && typeof r === "object")
-        : v && typeof v === "object" ? Object.entries(v).map(([key, r]) => ({ key, ...(r && typeof r === "object" ? r : { value: r }) })) : [{ value: v }];
-      parts.push(`<div class="section-title">${esc(k.replace(/_/g, " "))}</div>` + genericTable(rows, "asof-" + k));
+        : typeof v === "object" ? Object.entries(v).map(([key, r]) => ({ key, ...(r && typeof r === "object" ? r : { value: r }) })) : [{ value: v }];
+      parts.push(`<div class="section-title">${esc(k.replace(/_/g, " "))}</div>` + genericTable(rows, "asof-" + k.replace(/_/g, "-")));
     }
     setHtml($("#asof-result"), parts.join(""));
   }

@@ -1,0 +1,157 @@
+"""The registry over HTTP, on both backends: register and approve two enterprises,
+report, verify, allocate by two methods, close, trade to cover the deficit, surrender,
+and read compliance; bad registry input changes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from services.gateway.auth import create_token
+from tests.live import Live, live_system
+from tests.test_registry_year import CODES
+
+SELLER, BUYER = f"E-{CODES['S1']}", f"E-{CODES['S2']}"
+
+
+@pytest.fixture
+def live(store_url: str) -> Iterator[Live]:
+    with live_system(store_url) as system:
+        yield system
+
+
+def _ok(response: Any, status: int = 200) -> Any:
+    assert response.status_code == status, response.text
+    return response.json()
+
+
+def _post(live: Live, who: str, path: str, body: Any = None, status: int = 200) -> Any:
+    return _ok(live.client.post(path, headers=live.headers(who), json=body), status)
+
+
+def test_a_compliance_period_over_http(live: Live) -> None:
+    for name, code in (("Steel One", CODES["S1"]), ("Steel Two", CODES["S2"])):
+        created = _post(live, "operator", "/v1/enterprises",
+                        {"name": name, "sector": "steel", "credit_code": code}, 201)  # fmt: skip
+        assert created["enterprise_id"] == f"E-{code}"
+        eid = created["enterprise_id"]
+        profile = _ok(live.client.get(f"/v1/enterprises/{eid}", headers=live.headers("regulator")))
+        assert profile["status"] == "pending"
+        _post(live, "regulator", f"/v1/enterprises/{eid}/approve", {})
+        live.tokens[eid] = create_token(live.store.sql, "trader", eid)
+    listed = _ok(live.client.get("/v1/enterprises", headers=live.headers("regulator")))
+    statuses = {e["enterprise_id"]: e["status"] for e in listed["enterprises"]}
+    assert statuses[SELLER] == statuses[BUYER] == "active"
+
+    _post(
+        live,
+        "regulator",
+        "/v1/periods",
+        {"period": "2025", "deadline": "2026-12-31T23:59:59+08:00"},
+        201,
+    )
+    # S1: 2,000 t raw coal × 1.9003 + 5,000 MWh × 0.5703 = 3,800.6 + 2,851.5 = 6,652.1 t
+    report = _post(live, SELLER, f"/v1/enterprises/{SELLER}/reports", {
+        "period": "2025",
+        "sources": [
+            {"kind": "fuel", "name": "raw_coal", "activity": 2000, "unit": "t"},
+            {"kind": "electricity", "name": "grid", "activity": "5000", "unit": "MWh"},
+        ],
+        "output_value": "12000", "energy_tce": 3300, "pollutants": {"so2": 4.8},
+    }, 201)  # fmt: skip
+    assert (report["report_id"], report["emissions_t"]) == ("R-2025-" + SELLER, "6652.1")
+    assert [s["kg_co2e"] for s in report["sources"]] == ["3800600", "2851500"]
+    # S2: 1,500,000 Nm3 natural gas = 150 × 10^4 Nm3 × 21.622 = 3,243.3 t
+    _post(live, BUYER, f"/v1/enterprises/{BUYER}/reports", {
+        "period": "2025",
+        "sources": [{"kind": "fuel", "name": "natural_gas", "activity": "1500000", "unit": "Nm3"}],
+        "output_value": "9000", "energy_tce": "2100",
+    }, 201)  # fmt: skip
+    # A verifier may read reports, but not submit them; an enterprise only its own.
+    assert live.client.get(
+        "/v1/reports?status=submitted", headers=live.headers("verifier")
+    ).is_success
+    other = live.client.get(f"/v1/reports/R-2025-{BUYER}", headers=live.headers(SELLER))
+    assert other.status_code == 403
+    for eid in (SELLER, BUYER):
+        _post(live, "verifier", f"/v1/reports/R-2025-{eid}/verification",
+              {"accepted": True, "note": "site visit 2026-02"})  # fmt: skip
+    # Quotas by two methods. S1 benchmark: 0.6 × 12,000 = 7,200 t → surplus 547.9 → 548.
+    # S2 grandfathering: mean(3,000, 3,200) × 0.98 = 3,038 t → deficit 205.3 → 205.
+    _ok(live.client.put(f"/v1/periods/2025/allocations/{SELLER}", headers=live.headers("regulator"),
+                        json={"method": "benchmark", "params": {"benchmark_t_per_unit": "0.6"}}))  # fmt: skip  # noqa: E501
+    _ok(live.client.put(f"/v1/periods/2025/allocations/{BUYER}", headers=live.headers("regulator"),
+                        json={"method": "grandfathering",
+                              "params": {"base_emissions_t": [3000, "3200"],
+                                         "decline_factor": 0.98}}))  # fmt: skip
+    _post(live, "regulator", "/v1/periods/2025/close")
+    again = live.client.post("/v1/periods/2025/close", headers=live.headers("regulator"))
+    assert again.status_code in (409, 422) and again.json()["reason"]
+    seller = _ok(
+        live.client.get(f"/v1/enterprises/{SELLER}/compliance", headers=live.headers(SELLER))
+    )
+    (s1,) = seller["periods"]
+    assert (s1["issued_t"], s1["surplus_t"], s1["status"]) == (548, 548, "surplus_issued")
+    assert s1["quota_inputs"]["quota_t"] == "7200"
+    balances = _ok(
+        live.client.get(f"/v1/enterprises/{SELLER}/balances", headers=live.headers(SELLER))
+    )
+    assert balances["credits"]["HCC-2025"]["available"] == 548
+    (s2,) = _ok(
+        live.client.get(f"/v1/enterprises/{BUYER}/compliance", headers=live.headers(BUYER))
+    )["periods"]
+    assert (s2["obligation_t"], s2["deficit_t"], s2["status"]) == (205, 205, "obligation_open")
+
+    # The buyer covers its deficit on the exchange and surrenders.
+    _post(live, "operator", "/v1/cash/deposits", {"enterprise_id": BUYER, "amount": 2_000_000}, 201)
+    sold = live.order(SELLER, SELLER, side="sell", quantity=205, price=6_000)
+    assert sold.status_code == 201, sold.text
+    bought = live.order(BUYER, BUYER, side="buy", quantity=205, price=6_000)
+    assert bought.json()["status"] == "filled"
+    surrender = {"enterprise_id": BUYER, "period": "2025", "instrument": "HCC-2025",
+                 "quantity": 205}  # fmt: skip
+    _post(live, BUYER, "/v1/surrenders", surrender, 201)
+    (s2,) = _ok(
+        live.client.get(f"/v1/enterprises/{BUYER}/compliance", headers=live.headers("regulator"))
+    )["periods"]
+    assert (s2["surrendered_t"], s2["outstanding_t"], s2["status"]) == (205, 0, "settled")
+    # The surrendered serials are gone from every holding, and the ledger says where.
+    cancelled = live.store.sql.query("SELECT quantity, serials FROM rm_cancellations")
+    assert [q for q, _ in cancelled] == [205]
+    # Evaluation needs the sector's benchmarks: refused without them, computed with them.
+    _ok(live.client.put("/v1/sectors/steel/benchmarks", headers=live.headers("regulator"), json={
+        "benchmarks": {"output_value": "10000", "energy_intensity": "0.3",
+                       "carbon_intensity": "0.5", "pollutants": {"so2": "0.0005"}}}))  # fmt: skip
+    _post(live, "regulator", "/v1/periods/2025/evaluate", {})
+    graded = _ok(live.client.get(f"/v1/enterprises/{SELLER}/evaluation?period=2025",
+                                 headers=live.headers(SELLER)))  # fmt: skip
+    assert graded["grade"] in {"A", "B", "C", "D"} and set(graded["scores"]) == {
+        "economy", "energy", "pollution", "carbon"}  # fmt: skip
+    assert graded["inputs"]
+
+
+def test_bad_registry_input_is_refused_and_changes_nothing(live: Live) -> None:
+    short = {"name": "X", "sector": "steel", "credit_code": "9134010"}
+    bad_code = live.client.post("/v1/enterprises", headers=live.headers("operator"), json=short)
+    assert bad_code.status_code == 422
+    assert "credit_code" in {e["field"] for e in bad_code.json()["errors"]}
+    wrong_check = live.client.post(
+        "/v1/enterprises", headers=live.headers("operator"),
+        json={"name": "X", "sector": "steel", "credit_code": CODES["S1"][:-1] + "0"},
+    )  # fmt: skip
+    assert wrong_check.status_code == 422, wrong_check.text
+    listed = live.client.get("/v1/enterprises", headers=live.headers("regulator")).json()
+    assert not [e for e in listed["enterprises"] if e["credit_code"]]  # none registered
+    negative = live.client.post(
+        "/v1/enterprises/E-DEMO-1/reports", headers=live.headers("trader1"),
+        json={"period": "2025", "output_value": 1, "energy_tce": 1,
+              "sources": [{"kind": "fuel", "name": "raw_coal", "activity": -5, "unit": "t"}]},
+    )  # fmt: skip
+    assert negative.status_code == 422, negative.text
+    assert not live.client.post("/v1/periods", headers=live.headers("trader1"),
+                                json={"period": "2025"}).is_success  # fmt: skip
+    # Refusals are journaled as such, but no state changed.
+    assert live.store.sql.query("SELECT COUNT(*) FROM rm_enterprises")[0][0] == 0
+    assert live.store.sql.query("SELECT COUNT(*) FROM rm_reports")[0][0] == 0

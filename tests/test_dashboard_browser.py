@@ -1,0 +1,246 @@
+"""The web dashboard in a real browser: headless Chromium (Debian's) driven by Playwright,
+against a real HTTP server (uvicorn on loopback) in front of a live store, engine and
+projector. A trader places and cancels an order from the page; a regulator verifies the
+journal and looks at the state as of a journal position. Neither may cause a console
+error or an uncaught page error.
+
+Chromium missing is a failure, never a skip. A screenshot of the trader's page goes to
+``$CARBONX_ARTIFACTS/dashboard.png`` (default ``test-artifacts/``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import uvicorn
+from playwright.sync_api import ConsoleMessage, Page, expect, sync_playwright
+
+from tests.live import Live, live_system
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+TIMEOUT_MS = 10_000
+SYMBOL = "HCC-2025"
+E1 = "E-DEMO-1"
+
+
+@dataclass
+class Dashboard:
+    live: Live
+    page: Page
+    base_url: str
+    #: console messages of type "error" and uncaught page errors, as they happened
+    problems: list[str] = field(default_factory=list)
+
+    def sign_in(self, who: str) -> None:
+        self.page.goto(self.base_url + "/")
+        self.page.fill("#token-input", self.live.tokens[who])
+        self.page.click("#sign-in")
+        self.page.wait_for_selector("#whoami:not(:empty)")
+
+    def value(self, testid: str) -> int:
+        """The integer in a balance cell's data-value, once the cell is there."""
+        cell = self.page.locator(f'[data-testid="{testid}"]')
+        expect(cell).to_have_attribute("data-value", _DIGITS)
+        text = cell.get_attribute("data-value")
+        assert text is not None
+        return int(text)
+
+
+_DIGITS = re.compile(r"^\d+$")
+
+
+@contextmanager
+def _http_server(live: Live) -> Iterator[str]:
+    """Serve the live app on a free loopback port from a background thread."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    # The TestClient inside `live` already runs the app's lifespan; uvicorn must not
+    # run (and end) it a second time.
+    config = uvicorn.Config(
+        live.client.app,
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=2,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="dashboard-http", daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive(), "uvicorn stopped while starting"
+        assert time.monotonic() < deadline, "uvicorn did not start within 10 s"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+        assert not thread.is_alive(), "uvicorn did not stop"
+
+
+@contextmanager
+def _dashboard(tmp_path: Path) -> Iterator[Dashboard]:
+    # Called from the test body (not a fixture) so that a missing browser is a FAILED test.
+    assert Path(CHROMIUM).is_file(), f"{CHROMIUM} is missing: apt-get install chromium"
+    with (
+        live_system(f"sqlite:///{tmp_path}/carbonx.db") as live,
+        _http_server(live) as base_url,
+        sync_playwright() as playwright,
+    ):
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1440, "height": 1000})
+            page = context.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            board = Dashboard(live, page, base_url)
+
+            def on_console(message: ConsoleMessage) -> None:
+                if message.type == "error":
+                    where = message.location.get("url", "")
+                    board.problems.append(f"console error: {message.text} ({where})")
+
+            page.on("console", on_console)
+            page.on("pageerror", lambda error: board.problems.append(f"page error: {error}"))
+            yield board
+            context.close()
+        finally:
+            browser.close()
+
+
+def _screenshot(page: Page, name: str) -> Path:
+    folder = Path(os.environ.get("CARBONX_ARTIFACTS", "test-artifacts"))
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    page.evaluate("window.scrollTo(0, 0)")  # the sticky top bar belongs at the top
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def test_a_trader_places_and_cancels_an_order_from_the_page(tmp_path: Path) -> None:
+    expect.set_options(timeout=TIMEOUT_MS)
+    with _dashboard(tmp_path) as board:
+        page = board.page
+        board.sign_in("trader1")
+        expect(page.locator("#whoami")).to_have_text(f"trader · {E1}")
+        expect(page.locator("#order-entry")).to_be_visible()
+        expect(page.locator("#book-asks-empty")).to_be_visible()
+        available = board.value(f"credits-available-{SYMBOL}")
+        assert board.value(f"credits-held-{SYMBOL}") == 0
+        cash = board.value("cash-available")
+
+        # Sell 120 t at 60.00 CNY (6,000 fen) from the form.
+        page.select_option("#order-side", "sell")
+        page.select_option("#order-type", "limit")
+        page.fill("#order-quantity", "120")
+        page.fill("#order-price", "60.00")
+        page.select_option("#order-tif", "gtc")
+        page.click("#order-submit")
+
+        result = page.locator("#order-result [data-order-id]")
+        expect(result).to_have_attribute("data-status", "open")
+        expect(page.locator('#order-result [data-testid="order-status"]')).to_have_text("open")
+        order_id = result.get_attribute("data-order-id")
+        assert order_id and order_id.isdigit(), order_id
+
+        level = page.locator('#book-asks tr[data-price="6000"]')
+        expect(level).to_have_attribute("data-quantity", "120")
+        expect(level).to_contain_text("60.00")
+        expect(page.locator("#book-asks-empty")).to_be_hidden()
+        row = page.locator(f'#open-orders tr[data-order-id="{order_id}"]')
+        expect(row).to_have_attribute("data-status", "open")
+        expect(row).to_contain_text("sell")
+        expect(row).to_contain_text("60.00")
+        expect(page.locator(f'[data-testid="credits-held-{SYMBOL}"]')).to_have_attribute(
+            "data-value", "120"
+        )
+        expect(page.locator(f'[data-testid="credits-available-{SYMBOL}"]')).to_have_attribute(
+            "data-value", str(available - 120)
+        )
+        assert board.value("cash-available") == cash  # a sell holds credits, not cash
+        # What the page shows is what the server holds.
+        server = board.live.client.get(
+            f"/v1/orders/{order_id}", headers=board.live.headers("trader1")
+        )
+        assert server.json()["status"] == "open", server.text
+
+        # Cancel it from its open-orders row.
+        row.locator("button.cancel").click()
+        expect(row).to_have_count(0)
+        expect(page.locator("#book-asks tr[data-price]")).to_have_count(0)
+        expect(page.locator("#book-asks-empty")).to_be_visible()
+        expect(page.locator(f'[data-testid="credits-held-{SYMBOL}"]')).to_have_attribute(
+            "data-value", "0"
+        )
+        expect(page.locator(f'[data-testid="credits-available-{SYMBOL}"]')).to_have_attribute(
+            "data-value", str(available)
+        )
+        expect(page.locator(f'#orders tr[data-order-id="{order_id}"]')).to_have_attribute(
+            "data-status", "cancelled"
+        )
+        server = board.live.client.get(
+            f"/v1/orders/{order_id}", headers=board.live.headers("trader1")
+        )
+        assert server.json()["status"] == "cancelled", server.text
+
+        # The panels that load on their own (compliance, evaluation) have settled too.
+        expect(page.locator("#compliance")).not_to_be_empty()
+        expect(page.locator("#evaluation")).not_to_be_empty()
+        _screenshot(page, "dashboard.png")
+    assert board.problems == []  # over the whole run, closing the page included
+
+
+def test_a_regulator_verifies_the_journal_and_reads_state_as_of_a_position(
+    tmp_path: Path,
+) -> None:
+    expect.set_options(timeout=TIMEOUT_MS)
+    with _dashboard(tmp_path) as board:
+        live, page = board.live, board.page
+        before = live.store.journal.head()[0]
+        placed = live.order("trader1", E1, side="sell", quantity=75, price=6_100)
+        assert placed.status_code == 201, placed.text
+        order_id = placed.json()["order_id"]
+        head = live.store.journal.head()[0]
+        assert head > 0
+
+        board.sign_in("regulator")
+        expect(page.locator("#whoami")).to_have_text("regulator")
+        expect(page.locator(f'#enterprises tr[data-enterprise-id="{E1}"]')).to_be_visible()
+        expect(page.locator('#audit-events tr[data-position="1"]')).to_be_visible()
+
+        page.click("#verify-button")
+        expect(page.locator('#verify-result [data-ok="true"]')).to_contain_text("Chain intact")
+
+        page.fill("#asof-input", str(head))
+        page.click("#asof-button")
+        accounts = page.locator('[data-testid="asof-accounts"]')
+        expect(accounts.locator("tr[data-enterprise-id]")).to_have_count(3)
+        holding = page.locator(f'[data-testid="asof-holdings"] tr[data-enterprise-id="{E1}"]')
+        expect(holding).to_contain_text(SYMBOL)
+        expect(holding.locator("td").nth(3)).to_have_text("75")  # held by the resting sell
+        orders = page.locator('[data-testid="asof-open-orders"] tbody tr')
+        expect(orders).to_have_count(1)
+        expect(orders.first).to_have_attribute("data-order-id", str(order_id))
+        expect(orders.first).to_contain_text("61.00")
+
+        # Before the order: nothing open.
+        page.fill("#asof-input", str(before))
+        page.click("#asof-button")
+        expect(page.locator('[data-testid="asof-open-orders"]')).to_have_count(0)
+        expect(page.locator("#asof-result")).to_contain_text("Open orders")
+        expect(page.locator("#asof-result")).to_contain_text(f"position {before}")
+    assert board.problems == []  # over the whole run, closing the page included
