@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -398,6 +399,44 @@ def token_create(db_url: str, role: str, enterprise: str | None, label: str) -> 
 
 @main.command()
 @db_option
+@click.option("--period", required=True, help="Compliance period, e.g. 2025.")
+@click.option(
+    "--format", "form", type=click.Choice(["csv", "json"]), default="csv", show_default=True
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Directory for the files (default: ./export-PERIOD).",
+)
+def export(db_url: str, period: str, form: str, out: str | None) -> None:
+    """Audit export of a period: trades, holdings, issuances (serial ranges), surrenders,
+    retirements, compliance, obligations, penalties, evaluations — one file each — and
+    manifest.json with each file's row count and SHA-256 and the journal position and
+    hash the files reflect. Market activity is the period's calendar year; compliance
+    records are the compliance period's."""
+    from pathlib import Path
+
+    from projections import all_projections
+    from projections.projector import Projector
+    from services.export import export_period
+
+    with open_store(db_url) as store:
+        Projector(store, all_projections()).catch_up()
+        try:
+            manifest = export_period(store, period, form, Path(out or f"export-{period}"))
+        except ValueError as error:
+            raise click.BadParameter(str(error)) from error
+    for info in manifest["files"].values():
+        click.echo(f"{info['file']:<18} {info['rows']:>8} rows  sha256 {info['sha256'][:16]}…")
+    click.echo(
+        f"as of journal position {manifest['journal_position']}, "
+        f"head hash {manifest['journal_head_hash']}"
+    )
+
+
+@main.command()
+@db_option
 @calendar_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def verify(db_url: str, calendar: str, quiet: bool) -> None:
@@ -410,39 +449,43 @@ def verify(db_url: str, calendar: str, quiet: bool) -> None:
     """
     from tqdm import tqdm
 
-    from services.exchange.reexecute import reexecute
+    from services.audit import verify_store
 
-    ok = True
+    bars: list[Any] = []
+
+    def progress(name: str, total: int) -> Callable[[int], None]:
+        unit = "cmd" if name == "re-execute" else "ev"
+        bar = tqdm(total=total, desc=name, unit=unit, disable=quiet or None, file=sys.stderr)
+        bars.append(bar)
+
+        def advance(count: int) -> None:
+            bar.update(count)
+
+        return advance
+
     with open_store(db_url) as store:
-        for name, log in store.logs.items():
-            total, _ = log.head()
-            with tqdm(
-                total=total, desc=f"{name}", unit="ev", disable=quiet or None, file=sys.stderr
-            ) as bar:
-                report = log.verify(progress=bar.update)
-            if report.ok:
-                click.echo(f"{name}: ok, {report.events} events, head {report.head_hash}")
-            else:
-                ok = False
-                click.echo(
-                    f"{name}: BROKEN at position {report.broken_at}: {report.reason} "
-                    f"({report.events} events verified before it)"
-                )
-        total = store.journal.tracking("engine")
-        with tqdm(
-            total=total, desc="re-execute", unit="cmd", disable=quiet or None, file=sys.stderr
-        ) as bar:
-            result = reexecute(store, _engine_config(calendar), bar.update)
-        if result.ok:
-            click.echo(
-                f"re-execution: ok, {result.commands} commands reproduced {result.results} "
-                f"journal events; state hash {result.state_hash}"
-            )
+        result = verify_store(store, _engine_config(calendar), progress)
+    for bar in bars:
+        bar.close()
+    for name, log in result["logs"].items():
+        if log["ok"]:
+            click.echo(f"{name}: ok, {log['events']} events, head {log['head_hash']}")
         else:
-            ok = False
-            click.echo(f"re-execution: DIFFERS at journal position {result.differs_at}")
-            click.echo(f"  re-executed: {result.expected}")
-            click.echo(f"  journal:     {result.found}")
+            click.echo(
+                f"{name}: BROKEN at position {log['broken_at']}: {log['reason']} "
+                f"({log['events']} events verified before it)"
+            )
+    again = result["reexecution"]
+    if again["ok"]:
+        click.echo(
+            f"re-execution: ok, {again['commands']} commands reproduced {again['results']} "
+            f"journal events; state hash {again['state_hash']}"
+        )
+    else:
+        click.echo(f"re-execution: DIFFERS at journal position {again['differs_at']}")
+        click.echo(f"  re-executed: {again['expected']}")
+        click.echo(f"  journal:     {again['found']}")
+    ok = bool(result["ok"])
     sys.exit(0 if ok else 1)
 
 

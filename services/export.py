@@ -1,0 +1,151 @@
+"""The audit export: one file per record kind for a period, and a manifest.
+
+A period "P" selects two things: market activity in the calendar year of P (Asia/
+Shanghai) — trades, retirements, and issuances (plus every issuance of credits of
+vintage P, such as the period close's surplus blocks) — and the compliance period P
+itself — surrenders against it, obligations, compliance, penalties, evaluations. Holdings are as
+of the journal position in the manifest. The manifest carries each file's row count and
+SHA-256, and the journal's head position and hash: an auditor can check the files
+against a `carbonx verify` of the same store.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from events.chain import GENESIS
+from infra.store import Store
+from projections.projector import tracking_positions
+
+__all__ = ["EXPORTS", "export_period"]
+
+SHANGHAI = timezone(timedelta(hours=8))
+
+#: file name -> (SQL, whether it takes the year's time range or the period).
+EXPORTS: dict[str, tuple[str, str]] = {
+    "trades": (
+        "SELECT trade_id, position, time, instrument, price, quantity, aggressor, buyer_id, "
+        "seller_id, buyer_fee, seller_fee FROM rm_trades WHERE time >= %s AND time < %s "
+        "ORDER BY position",
+        "year",
+    ),
+    "issuances": (
+        "SELECT i.position, i.time, i.enterprise_id, i.instrument, i.quantity, i.serial_first, "
+        "i.serial_last, i.reason FROM rm_issuances i LEFT JOIN rm_instruments m "
+        "ON m.symbol = i.instrument WHERE (i.time >= %s AND i.time < %s) OR m.vintage = %s "
+        "ORDER BY i.position",
+        "vintage",
+    ),
+    "retirements": (
+        "SELECT position, time, enterprise_id, instrument, quantity, serials, beneficiary, "
+        "reason FROM rm_cancellations WHERE kind = 'retirement' AND time >= %s AND time < %s "
+        "ORDER BY position",
+        "year",
+    ),
+    "surrenders": (
+        "SELECT position, time, enterprise_id, instrument, quantity, serials, period "
+        "FROM rm_cancellations WHERE kind = 'surrender' AND period = %s ORDER BY position",
+        "period",
+    ),
+    "compliance": (
+        "SELECT enterprise_id, period, verified_emissions_kg, method, quota_kg, quota_inputs, "
+        "balance_t, issued_t, obligation_t, surrendered_t, outstanding_t, shortfall_t, status "
+        "FROM rm_compliance WHERE period = %s ORDER BY enterprise_id",
+        "period",
+    ),
+    "obligations": (
+        "SELECT enterprise_id, period, obligation_t, surrendered_t, outstanding_t, shortfall_t, "
+        "status FROM rm_compliance WHERE period = %s AND obligation_t > 0 ORDER BY enterprise_id",
+        "period",
+    ),
+    "penalties": (
+        "SELECT enterprise_id, period, shortfall_t, penalty_fen, penalty_unpaid_fen "
+        "FROM rm_compliance WHERE period = %s AND penalty_fen > 0 ORDER BY enterprise_id",
+        "period",
+    ),
+    "evaluations": (
+        "SELECT enterprise_id, period, sector, scores, weights, total, grade, near_zero_carbon, "
+        "inputs, position FROM rm_evaluations WHERE period = %s ORDER BY enterprise_id",
+        "period",
+    ),
+    "holdings": (
+        "SELECT enterprise_id, instrument, serial_first, serial_last FROM rm_holdings "
+        "ORDER BY instrument, serial_first",
+        "none",
+    ),
+}
+
+
+def _year_range(period: str) -> tuple[int, int]:
+    year = int(period[:4])
+    start = datetime(year, 1, 1, tzinfo=SHANGHAI)
+    end = datetime(year + 1, 1, 1, tzinfo=SHANGHAI)
+    return int(start.timestamp()) * 1_000_000, int(end.timestamp()) * 1_000_000
+
+
+def _columns(sql: str) -> list[str]:
+    selected = sql.split("SELECT ", 1)[1].split(" FROM ", 1)[0]
+    return [name.strip().rpartition(".")[2] for name in selected.split(",")]
+
+
+def _render(columns: Sequence[str], rows: list[tuple[Any, ...]], form: str) -> bytes:
+    if form == "json":
+        return orjson.dumps(
+            [dict(zip(columns, row, strict=True)) for row in rows], option=orjson.OPT_INDENT_2
+        )
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows(rows)
+    return text.getvalue().encode()
+
+
+def export_period(store: Store, period: str, form: str, out: Path) -> dict[str, Any]:
+    """Write every export of `period` as `form` (csv or json) under `out`; the manifest."""
+    if len(period) < 4 or not period[:4].isdigit():
+        raise ValueError("period must start with a four-digit year, e.g. 2025")
+    if form not in ("csv", "json"):
+        raise ValueError("format must be csv or json")
+    out.mkdir(parents=True, exist_ok=True)
+    first, last = _year_range(period)
+    # The read models' position, not the journal's head (which may have moved on).
+    positions = tracking_positions(store.sql)
+    head = min(positions.values()) if positions else 0
+    rows_at = store.journal.read(head - 1, 1) if head else []
+    head_hash = rows_at[0].hash if rows_at else GENESIS
+    files: dict[str, Any] = {}
+    for name, (sql, scope) in EXPORTS.items():
+        params: tuple[Any, ...] = {
+            "year": (first, last),
+            "vintage": (first, last, int(period[:4])),
+            "period": (period,),
+            "none": (),
+        }[scope]
+        rows = store.sql.query(sql, params)
+        body = _render(_columns(sql), rows, form)
+        path = out / f"{name}.{form}"
+        path.write_bytes(body)
+        files[name] = {
+            "file": path.name,
+            "rows": len(rows),
+            "sha256": hashlib.sha256(body).hexdigest(),
+        }
+    manifest = {
+        "period": period,
+        "format": form,
+        "calendar_year_from_us": first,
+        "calendar_year_to_us": last,
+        "journal_position": head,
+        "journal_head_hash": head_hash,
+        "files": files,
+    }
+    (out / "manifest.json").write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+    return manifest
