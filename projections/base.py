@@ -45,17 +45,20 @@ class Table:
     def column_names(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.columns)
 
-    def create(self) -> list[str]:
+    def create(self, indexes: bool = True) -> list[str]:
         columns = [f"{name} {kind}" for name, kind in self.columns]
         if self.key:
             columns.append(f"PRIMARY KEY ({', '.join(self.key)})")
         statements = [f"CREATE TABLE IF NOT EXISTS {self.name} ({', '.join(columns)})"]
-        for index in self.indexes:
-            statements.append(
-                f"CREATE INDEX IF NOT EXISTS {self.name}_{'_'.join(index)}_idx "
-                f"ON {self.name} ({', '.join(index)})"
-            )
-        return statements
+        return statements + (self.create_indexes() if indexes else [])
+
+    def create_indexes(self) -> list[str]:
+        """The secondary indexes (a rebuild creates them after the bulk load: faster)."""
+        return [
+            f"CREATE INDEX IF NOT EXISTS {self.name}_{'_'.join(index)}_idx "
+            f"ON {self.name} ({', '.join(index)})"
+            for index in self.indexes
+        ]
 
 
 def upsert(table: Table) -> str:

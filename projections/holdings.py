@@ -9,6 +9,7 @@ from one who does not, means the journal contradicts itself: the projection refu
 
 from __future__ import annotations
 
+import bisect
 from typing import Any
 
 import orjson
@@ -30,8 +31,9 @@ HOLDINGS = Table(
         ("serial_first", "BIGINT NOT NULL"),
         ("serial_last", "BIGINT NOT NULL"),
     ),
-    key=("instrument", "serial_first"),
-    indexes=(("enterprise_id", "instrument"),),
+    # Keyed by holder first: each batch rewrites a holder's ranges of an instrument.
+    key=("enterprise_id", "instrument", "serial_first"),
+    indexes=(("instrument", "serial_first"),),
 )
 ISSUANCES = Table(
     "rm_issuances",
@@ -70,34 +72,48 @@ class SerialConflict(ValueError):
 
 
 def add_ranges(held: Ranges, ranges: Any) -> None:
-    """Merge `ranges` into the sorted, disjoint `held` (in place)."""
+    """Merge `ranges` into the sorted, disjoint `held` (in place), joining neighbours.
+
+    Binary search keeps this O(log n) per range plus the list insert: a holder's
+    ranges fragment with every partial fill, and a rebuild applies millions of them.
+    """
     for first, last in ranges:
-        for start, end in held:
-            if first <= end and start <= last:
-                raise SerialConflict(f"serials {first}-{last} overlap held {start}-{end}")
-        held.append([first, last])
-    held.sort()
-    merged: Ranges = []
-    for first, last in held:
-        if merged and merged[-1][1] + 1 == first:
-            merged[-1][1] = last
+        index = bisect.bisect_left(held, [first])
+        before = held[index - 1] if index else None
+        after = held[index] if index < len(held) else None
+        if (before is not None and before[1] >= first) or (
+            after is not None and after[0] <= last
+        ):
+            clash = before if before is not None and before[1] >= first else after
+            assert clash is not None
+            raise SerialConflict(f"serials {first}-{last} overlap held {clash[0]}-{clash[1]}")
+        joins_before = before is not None and before[1] + 1 == first
+        joins_after = after is not None and last + 1 == after[0]
+        if joins_before and joins_after:
+            assert before is not None and after is not None
+            before[1] = after[1]
+            del held[index]
+        elif joins_before:
+            assert before is not None
+            before[1] = last
+        elif joins_after:
+            assert after is not None
+            after[0] = first
         else:
-            merged.append([first, last])
-    held[:] = merged
+            held.insert(index, [first, last])
 
 
 def remove_ranges(held: Ranges, ranges: Any) -> None:
     """Cut `ranges` out of `held` (in place); every serial must be there."""
     for first, last in ranges:
-        for index, (start, end) in enumerate(held):
-            if start <= first and last <= end:
-                pieces = ([[start, first - 1]] if start < first else []) + (
-                    [[last + 1, end]] if last < end else []
-                )
-                held[index : index + 1] = pieces
-                break
-        else:
+        index = bisect.bisect_right(held, [first, float("inf")]) - 1
+        if index < 0 or not (held[index][0] <= first and last <= held[index][1]):
             raise SerialConflict(f"serials {first}-{last} are not held")
+        start, end = held[index]
+        pieces = ([[start, first - 1]] if start < first else []) + (
+            [[last + 1, end]] if last < end else []
+        )
+        held[index : index + 1] = pieces
 
 
 class Holdings(Projection):

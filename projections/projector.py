@@ -42,13 +42,13 @@ TRACKING = Table(
 PROJECTOR_CHANNEL = "carbonx_projections"
 
 
-def ensure_tables(db: SqlDatabase, tables: Iterable[Table]) -> None:
+def ensure_tables(db: SqlDatabase, tables: Iterable[Table], indexes: bool = True) -> None:
     """Create the tables that are missing (concurrent callers take turns)."""
     with db.transaction() as cursor:
         if db.dialect == "postgres":
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext('carbonx.read_models'))")
         for table in (TRACKING, *tables):
-            for statement in table.create():
+            for statement in table.create(indexes):
                 cursor.execute(statement)
 
 
@@ -153,9 +153,15 @@ class Projector:
                 for table in projection.tables:
                     cursor.execute(f"DROP TABLE IF EXISTS {table.name}")
                 cursor.execute("DELETE FROM rm_tracking WHERE projection = %s", (projection.name,))
-        ensure_tables(self.db, [t for p in chosen for t in p.tables])
+        tables = [t for p in chosen for t in p.tables]
+        ensure_tables(self.db, tables, indexes=False)
         self.load()
-        return self.catch_up()
+        read = self.catch_up()
+        with self.db.transaction() as cursor:
+            for table in tables:
+                for statement in table.create_indexes():
+                    cursor.execute(statement)
+        return read
 
     def run(self, stop: threading.Event, idle: float = 1.0) -> None:
         """Follow the journal until `stop` is set; survives store outages."""

@@ -1,0 +1,124 @@
+"""Benchmark: the regulator's tools over a long history produced by the engine.
+
+Builds a journal of at least `--n` events (the realistic mix of scripts/workload.py
+through the intake log and the engine, on SQLite by default or `--db`), then measures,
+in ONE run:
+
+* rebuild of every projection from position 0 (journal events/s), against the raw rate
+  of just reading and decoding the same journal pages (the floor any projector pays);
+* chain verification of the journal (events/s), against raw SHA-256 over the same
+  bytes;
+* `replay --as-of` a middle journal position (seconds), from the nearest snapshot.
+
+The last line is one JSON object with the figures.
+
+    python scripts/bench_replay.py [--n 1000000] [--db URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import tempfile
+import time
+from typing import Any
+
+import orjson
+
+from events.codec import decode
+from infra.store import Store, open_store
+from projections import all_projections
+from projections.projector import Projector
+from scripts.workload import START, stream, workload
+from services.exchange.asof import AsOf, state_as_of
+from services.exchange.calendar import ALWAYS
+from services.exchange.config import EngineConfig
+from services.exchange.intake import Intake
+from services.exchange.runner import EngineRunner
+
+CONFIG = EngineConfig(calendar=ALWAYS)
+
+
+def build_history(store: Store, events: int) -> int:
+    """Append workload commands and run the engine until the journal holds `events`."""
+    chunk = 50_000
+    seed = 1
+    while store.journal.head()[0] < events:
+        base = store.intake.head()[0]
+        if base == 0:
+            commands = workload(chunk, enterprises=200, seed=seed)
+        else:  # later chunks: no setup, order ids and the clock carry on
+            trading = stream(chunk, enterprises=200, seed=seed, first_position=base + 1)
+            commands = [(cmd, START + 100 * (base + i)) for i, cmd in enumerate(trading)]
+        for start in range(0, len(commands), 20_000):
+            Intake(store).submit(commands[start : start + 20_000])
+        EngineRunner(store, CONFIG, batch=5_000, snapshot_every=100_000).drain()
+        seed += 1
+        print(f"  history: {store.journal.head()[0]:,} journal events", flush=True)
+    return store.journal.head()[0]
+
+
+def read_baseline(store: Store) -> float:
+    started = time.perf_counter()
+    count = 0
+    for rows in store.journal.pages(0, None, 20_000):
+        for row in rows:
+            decode(row.body)
+        count += len(rows)
+    return count / (time.perf_counter() - started)
+
+
+def sha_baseline(store: Store) -> float:
+    payloads = [row.payload for rows in store.journal.pages(0, None, 50_000) for row in rows]
+    started = time.perf_counter()
+    digest = "0" * 64
+    for payload in payloads:
+        digest = hashlib.sha256(digest.encode() + payload).hexdigest()
+    return len(payloads) / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=1_000_000, help="journal events (at least)")
+    parser.add_argument("--db", default=None, help="store URL (default: a temporary SQLite)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        url = args.db or f"sqlite:///{tmp}/bench.db"
+        with open_store(url) as store:
+            print(f"building a history of {args.n:,} events on {store.backend} …", flush=True)
+            total = build_history(store, args.n)
+
+            floor = read_baseline(store)
+            projector = Projector(store, all_projections(), batch=20_000)
+            started = time.perf_counter()
+            projector.rebuild()
+            rebuild = total / (time.perf_counter() - started)
+            print(f"rebuild of every projection: {rebuild:,.0f} events/s "
+                  f"(read+decode floor {floor:,.0f}/s, ratio {rebuild / floor:.2f})")  # fmt: skip
+
+            sha = sha_baseline(store)
+            started = time.perf_counter()
+            report = store.journal.verify()
+            verify = report.events / (time.perf_counter() - started)
+            assert report.ok, report
+            print(f"chain verification: {verify:,.0f} events/s "
+                  f"(raw sha256 chain {sha:,.0f}/s, ratio {verify / sha:.2f})")  # fmt: skip
+
+            middle = total // 2
+            started = time.perf_counter()
+            state_as_of(store, AsOf(intake_position=-1, journal_position=middle), CONFIG)
+            as_of = time.perf_counter() - started
+            print(f"replay --as-of {middle:,}: {as_of:.2f} s")
+    figures: dict[str, Any] = {
+        "events": total,
+        "rebuild_events_per_s": round(rebuild),
+        "read_decode_floor_per_s": round(floor),
+        "verify_events_per_s": round(verify),
+        "sha256_floor_per_s": round(sha),
+        "as_of_seconds": round(as_of, 3),
+    }
+    print(orjson.dumps(figures).decode())
+
+
+if __name__ == "__main__":
+    main()
