@@ -1,0 +1,168 @@
+"""Benchmark: orders through HTTP against `carbonx serve`, on SQLite and PostgreSQL.
+
+Concurrent clients (asyncio + httpx, keep-alive) place limit orders for the demo
+enterprises and cancel some of them; every POST waits for the engine's result (the
+default), so latency is submit → engine → projections → answer. The baseline, measured
+in the same run against the same server, is `GET /healthz`: the HTTP stack's own
+request rate, the ceiling for any endpoint. Clients and server share this machine's
+cores, which the figures include.
+
+The last line is one JSON object with the figures.
+
+    python scripts/bench_http.py [--n 4000] [--clients 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+import httpx
+import orjson
+
+from infra.servers import PostgresServer, free_port
+from scripts.processes import ROOT
+
+ENTERPRISES = ("E-DEMO-1", "E-DEMO-2", "E-DEMO-3")
+
+
+def _token(db: str, enterprise: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "services.cli", "token", "create", "--db", db,
+         "--role", "trader", "--enterprise", enterprise],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return out.stdout.strip().splitlines()[-1]
+
+
+def _serve(db: str, port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "serve", "--demo", "--db", db,
+         "--port", str(port)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+async def _wait_ready(base: str) -> None:
+    async with httpx.AsyncClient(base_url=base) as client:
+        for _ in range(300):
+            try:
+                if (await client.get("/readyz")).status_code == 200:
+                    markets = await client.get("/v1/markets")
+                    if markets.status_code in (200, 401):
+                        return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError("the server did not become ready")
+
+
+async def _healthz_rate(base: str, clients: int, n: int) -> float:
+    counter = itertools.count()
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while next(counter) < n:
+            (await client.get("/healthz")).raise_for_status()
+
+    limits = httpx.Limits(max_connections=clients)
+    async with httpx.AsyncClient(base_url=base, limits=limits) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(clients)))
+        return n / (time.perf_counter() - started)
+
+
+async def _orders(base: str, tokens: dict[str, str], clients: int, n: int) -> dict[str, Any]:
+    counter = itertools.count()
+    run_id = f"r{time.monotonic_ns()}"
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+
+    async def worker(client: httpx.AsyncClient, index: int) -> None:
+        eid = ENTERPRISES[index % len(ENTERPRISES)]
+        headers = {"Authorization": f"Bearer {tokens[eid]}"}
+        while (number := next(counter)) < n:
+            side = "buy" if number % 2 else "sell"
+            # Prices around the reference (6,000 fen): about a third cross.
+            price = 6_000 + (number % 7 - 2) * (1 if side == "buy" else -1) * 5
+            body = {"client_order_id": f"{run_id}-{number}", "enterprise_id": eid,
+                    "instrument": "HCC-2025", "side": side, "type": "limit",
+                    "quantity": 1 + number % 5, "price": price, "time_in_force": "gtc"}  # fmt: skip
+            started = time.perf_counter()
+            response = await client.post("/v1/orders", json=body, headers=headers)
+            latencies.append(time.perf_counter() - started)
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+            if response.status_code == 201 and number % 5 == 0:
+                order = response.json()
+                if order["status"] in ("open", "partially_filled"):
+                    await client.delete(f"/v1/orders/{order['order_id']}", headers=headers)
+
+    limits = httpx.Limits(max_connections=clients)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(client, i) for i in range(clients)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "orders_per_s": n / elapsed,
+        "p50_ms": statistics.median(latencies) * 1_000,
+        "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1_000,
+        "statuses": statuses,
+    }
+
+
+def run(db: str, clients: int, n: int) -> dict[str, Any]:
+    tokens = {eid: _token(db, eid) for eid in ENTERPRISES}
+    port = free_port()
+    server = _serve(db, port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        asyncio.run(_wait_ready(base))
+        asyncio.run(_orders(base, tokens, clients, min(200, n)))  # warm up
+        health = asyncio.run(_healthz_rate(base, clients, n))
+        figures = asyncio.run(_orders(base, tokens, clients, n))
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    figures["healthz_per_s"] = health
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=4_000, help="orders per backend")
+    parser.add_argument("--clients", type=int, default=64, help="concurrent HTTP clients")
+    args = parser.parse_args()
+    results: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        results["sqlite"] = run(f"sqlite:///{tmp}/bench.db", args.clients, args.n)
+    with PostgresServer() as server:
+        results["postgres"] = run(server.url, args.clients, args.n)
+    for backend, r in results.items():
+        print(f"{backend}: {r['orders_per_s']:,.0f} orders/s (p50 {r['p50_ms']:.1f} ms, "
+              f"p99 {r['p99_ms']:.1f} ms; statuses {r['statuses']}); /healthz "
+              f"{r['healthz_per_s']:,.0f} req/s, ratio "
+              f"{r['orders_per_s'] / r['healthz_per_s']:.2f}")  # fmt: skip
+    print(
+        orjson.dumps(
+            {
+                "sqlite_orders_per_s": round(results["sqlite"]["orders_per_s"]),
+                "postgres_orders_per_s": round(results["postgres"]["orders_per_s"]),
+                "p50_ms": round(results["postgres"]["p50_ms"], 1),
+                "p99_ms": round(results["postgres"]["p99_ms"], 1),
+                "sqlite_p50_ms": round(results["sqlite"]["p50_ms"], 1),
+                "sqlite_p99_ms": round(results["sqlite"]["p99_ms"], 1),
+                "healthz_per_s": round(results["postgres"]["healthz_per_s"]),
+            }
+        ).decode()
+    )
+
+
+if __name__ == "__main__":
+    main()
