@@ -293,3 +293,44 @@ def test_metrics_and_readiness(live: Live) -> None:
     assert "carbonx_engine_lag_commands" in text
     ready = live.client.get("/readyz").json()
     assert ready["ready"] and ready["checks"]["projections"]["ok"]
+
+
+def test_a_block_trade_is_proposed_confirmed_and_settled(live: Live) -> None:
+    regulator, operator = live.headers("regulator"), live.headers("operator")
+    assert live.client.post("/v1/credits/issuances", headers=regulator, json={
+        "enterprise_id": E1, "instrument": "HCC-2025", "quantity": 200_000,
+        "reason": "allocation"}).status_code == 201  # fmt: skip
+    cash = {"enterprise_id": E2, "amount": 700_000_000}
+    assert live.client.post("/v1/cash/deposits", headers=operator, json=cash).is_success
+    before = _balances(live, "trader2", E2)
+    deal = {"instrument": "HCC-2025", "seller_id": E1, "buyer_id": E2,
+            "quantity": 100_000, "price": 6_500}  # fmt: skip
+    assert live.client.post("/v1/block-trades", headers=live.headers("viewer1"),
+                            json=deal).status_code == 403  # fmt: skip
+    proposed = live.client.post("/v1/block-trades", headers=live.headers("trader1"), json=deal)
+    assert proposed.status_code == 201, proposed.text
+    block_id = proposed.json()["block_trade_id"]
+    # The proposer cannot confirm its own proposal; the other side can.
+    own = live.client.post(f"/v1/block-trades/{block_id}/confirm", headers=live.headers("trader1"))
+    assert own.status_code == 403
+    done = live.client.post(f"/v1/block-trades/{block_id}/confirm", headers=live.headers("trader2"))
+    assert done.status_code == 200, done.text
+    assert done.json()["status"] == "executed"
+    after = _balances(live, "trader2", E2)
+    fee = 650_000_000 * 5 // 10_000
+    assert after["cash"]["available"] == before["cash"]["available"] - 650_000_000 - fee
+    assert after["credits"]["HCC-2025"]["available"] == (
+        before["credits"]["HCC-2025"]["available"] + 100_000
+    )
+    tape = live.client.get("/v1/markets/HCC-2025/trades", headers=regulator).json()["trades"]
+    assert tape[0]["block"] and tape[0]["quantity"] == 100_000
+    again = live.client.post(
+        f"/v1/block-trades/{block_id}/confirm", headers=live.headers("trader2")
+    )
+    assert again.status_code == 409
+    # Too small for a block: the engine refuses on confirmation; nothing moves.
+    small = live.client.post("/v1/block-trades", headers=live.headers("trader2"),
+                             json={**deal, "quantity": 10}).json()["block_trade_id"]  # fmt: skip
+    refused = live.client.post(f"/v1/block-trades/{small}/confirm", headers=live.headers("trader1"))
+    assert refused.status_code == 422 and refused.json()["reason"] == "below_block_minimum"
+    assert _balances(live, "trader2", E2) == after

@@ -26,7 +26,17 @@ from services.gateway.idempotency import IDEMPOTENCY
 from services.gateway.metrics import Metrics
 from services.gateway.problems import install_problem_handlers
 from services.gateway.responses import OrjsonResponse
-from services.gateway.routes import accounts, audit, live, market, operations, orders, registry
+from services.gateway.routes import (
+    accounts,
+    audit,
+    blocks,
+    live,
+    market,
+    operations,
+    orders,
+    registry,
+)
+from services.gateway.routes.blocks import BLOCK_TRADES
 from services.gateway.submit import IntakeBatcher, OutcomeWatcher
 
 __all__ = ["create_app"]
@@ -54,7 +64,8 @@ def create_app(
     `commands_over_kafka`, commands go to its command topic instead of the store's intake
     log (the scaled-out gateway)."""
     ensure_tables(
-        store.sql, [TOKENS, IDEMPOTENCY, *(t for p in all_projections() for t in p.tables)]
+        store.sql,
+        [TOKENS, IDEMPOTENCY, BLOCK_TRADES, *(t for p in all_projections() for t in p.tables)],
     )
     sender = KafkaCommandSender(kafka) if kafka and commands_over_kafka else None
     context = Gateway(
@@ -94,7 +105,7 @@ def create_app(
     app.state.metrics = Metrics(store)
     app.middleware("http")(app.state.metrics.middleware)
     install_problem_handlers(app)
-    for module in (operations, registry, accounts, orders, market, audit, live):
+    for module in (operations, registry, accounts, orders, blocks, market, audit, live):
         app.include_router(module.router)
 
     if STATIC.is_dir():

@@ -105,9 +105,7 @@ class OutcomeWatcher:
     def start(self) -> None:
         if self._thread is None or not self._thread.is_alive():
             self._stop.clear()
-            self._thread = threading.Thread(
-                target=self._run, name="carbonx-outcomes", daemon=True
-            )
+            self._thread = threading.Thread(target=self._run, name="carbonx-outcomes", daemon=True)
             self._thread.start()
 
     async def wait(self, cause: int, timeout: float) -> dict[str, Any] | None:
