@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -83,6 +84,11 @@ def test_serve_process_answers_healthz_on_a_fresh_data_dir(tmp_path: Path) -> No
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
+    lines: list[str] = []
+    reader = threading.Thread(
+        target=lambda: lines.extend(line.decode() for line in process.stdout or []), daemon=True
+    )
+    reader.start()
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -90,12 +96,23 @@ def test_serve_process_answers_healthz_on_a_fresh_data_dir(tmp_path: Path) -> No
                 response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
                 break
             except httpx.TransportError:
-                assert process.poll() is None, process.stdout.read() if process.stdout else ""
+                assert process.poll() is None, "".join(lines)
                 assert time.monotonic() < deadline, "serve did not come up in 30 s"
                 time.sleep(0.1)
+        base = f"http://127.0.0.1:{port}"
         assert response.status_code == 200
-        assert httpx.get(f"http://127.0.0.1:{port}/readyz").json()["ready"] is True
+        assert httpx.get(f"{base}/readyz").json()["ready"] is True
         assert (tmp_path / "data" / "carbonx.db").exists()
+        # The demo prints a token per role: a trader's works, the dashboard is served.
+        (trader,) = [ln.split()[-1] for ln in lines if ln.split()[:2] == ["trader", "E-DEMO-1"]]
+        headers = {"Authorization": f"Bearer {trader}"}
+        assert httpx.get(f"{base}/v1/me", headers=headers).json() == {
+            "role": "trader", "enterprise_id": "E-DEMO-1"}  # fmt: skip
+        order = {"client_order_id": "first", "enterprise_id": "E-DEMO-1", "instrument": "HCC-2025",
+                 "side": "sell", "type": "limit", "quantity": 5, "price": 6_000}  # fmt: skip
+        placed = httpx.post(f"{base}/v1/orders", json=order, headers=headers, timeout=15)
+        assert placed.status_code == 201 and placed.json()["status"] == "open", placed.text
+        assert "<html" in httpx.get(f"{base}/").text.lower()
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=15)
@@ -112,3 +129,19 @@ def test_readyz_names_an_unreachable_broker(tmp_path: Path, broker) -> None:  # 
         checks = down.json()["checks"]
         assert checks["kafka"]["ok"] is False and checks["store"]["ok"] is True
         assert broker.bootstrap in checks["kafka"]["error"]
+
+
+def test_token_create_prints_a_working_token_alone_on_its_last_line(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/t.db"
+    runner = CliRunner()
+    made = runner.invoke(main, ["token", "create", "--db", url, "--role", "viewer",
+                                "--enterprise", "E1"])  # fmt: skip
+    assert made.exit_code == 0, made.output
+    token = made.output.strip().splitlines()[-1]
+    with open_store(url) as store, TestClient(create_app(store)) as client:
+        me = client.get("/v1/me", headers={"Authorization": f"Bearer {token}"})
+        assert me.json() == {"role": "viewer", "enterprise_id": "E1"}
+        stored = store.sql.query("SELECT token_hash FROM api_tokens")
+        assert token not in str(stored)  # only the hash is kept
+    wrong = runner.invoke(main, ["token", "create", "--db", url, "--role", "trader"])
+    assert wrong.exit_code != 0 and "--enterprise" in wrong.output
