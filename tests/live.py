@@ -7,12 +7,15 @@ command times keeps runs comparable.
 from __future__ import annotations
 
 import itertools
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import uvicorn
 from fastapi.testclient import TestClient
 
 from infra.store import Store, open_store
@@ -25,7 +28,7 @@ from services.exchange.runner import EngineRunner
 from services.gateway.app import create_app
 from services.gateway.auth import create_token
 
-__all__ = ["Live", "live_system"]
+__all__ = ["Live", "http_server", "live_system"]
 
 CONFIG = EngineConfig(calendar=ALWAYS)
 #: 2025-11-25 10:00 Asia/Shanghai, then 1 ms per command.
@@ -88,3 +91,38 @@ def live_system(url: str, **app_options: Any) -> Iterator[Live]:
         for thread in threads:
             thread.join(timeout=10)
         store.close()
+
+
+@contextmanager
+def http_server(live: Live) -> Iterator[str]:
+    """Serve the live app on a free loopback port from a background thread."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    # The TestClient inside `live` already runs the app's lifespan; uvicorn must not
+    # run (and end) it a second time.
+    config = uvicorn.Config(
+        live.client.app,
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=2,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="live-http", daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive(), "uvicorn stopped while starting"
+        assert time.monotonic() < deadline, "uvicorn did not start within 10 s"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+        assert not thread.is_alive(), "uvicorn did not stop"

@@ -3,12 +3,16 @@ PostgreSQL): orders end to end, who may do what, idempotency, bad input, audit."
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
+import orjson
 import pytest
 
-from tests.live import Live, live_system
+from tests.live import Live, http_server, live_system
 
 E1, E2 = "E-DEMO-1", "E-DEMO-2"
 
@@ -334,3 +338,41 @@ def test_a_block_trade_is_proposed_confirmed_and_settled(live: Live) -> None:
     refused = live.client.post(f"/v1/block-trades/{small}/confirm", headers=live.headers("trader1"))
     assert refused.status_code == 422 and refused.json()["reason"] == "below_block_minimum"
     assert _balances(live, "trader2", E2) == after
+
+
+def test_the_stream_sends_trades_books_and_own_orders(tmp_path: Path) -> None:
+    with live_system(f"sqlite:///{tmp_path}/s.db") as live, http_server(live) as base:
+        received: list[tuple[str, dict[str, Any]]] = []
+        ready = threading.Event()
+
+        def listen(token: str) -> None:
+            url = f"{base}/v1/stream?access_token={token}"
+            with httpx.stream("GET", url, timeout=20) as response:
+                assert response.headers["content-type"].startswith("text/event-stream")
+                ready.set()
+                event = ""
+                for line in response.iter_lines():
+                    if line.startswith("event: "):
+                        event = line[7:]
+                    elif line.startswith("data: "):
+                        received.append((event, orjson.loads(line[6:])))
+                        kinds = {kind for kind, _ in received}
+                        if {"trade", "book"} <= kinds:
+                            return
+
+        listener = threading.Thread(target=listen, args=(live.tokens["trader2"],), daemon=True)
+        listener.start()
+        assert ready.wait(10)
+        live.order("trader1", E1, side="sell", quantity=7, price=6_000)
+        live.order("trader2", E2, side="buy", quantity=7, price=6_000)
+        listener.join(timeout=15)
+        kinds = [kind for kind, _ in received]
+        assert {"book", "trade", "order"} <= set(kinds), kinds
+        own = [data for kind, data in received if kind == "order"]
+        # trader2 sees its own order and its side of the fill, never E-DEMO-1's or who
+        # was on the other side.
+        assert own and all(o.get("enterprise_id") == E2 for o in own)
+        assert not [o for o in own if "seller_id" in o or "buyer_id" in o]
+        (trade,) = [data for kind, data in received if kind == "trade"]
+        assert trade["quantity"] == 7 and "buyer_id" not in trade
+    assert not listener.is_alive()

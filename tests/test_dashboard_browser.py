@@ -12,18 +12,14 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import uvicorn
 from playwright.sync_api import ConsoleMessage, Page, expect, sync_playwright
 
-from tests.live import Live, live_system
+from tests.live import Live, http_server, live_system
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -59,47 +55,12 @@ _DIGITS = re.compile(r"^\d+$")
 
 
 @contextmanager
-def _http_server(live: Live) -> Iterator[str]:
-    """Serve the live app on a free loopback port from a background thread."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    # The TestClient inside `live` already runs the app's lifespan; uvicorn must not
-    # run (and end) it a second time.
-    config = uvicorn.Config(
-        live.client.app,
-        lifespan="off",
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=2,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="dashboard-http", daemon=True
-    )
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive(), "uvicorn stopped while starting"
-        assert time.monotonic() < deadline, "uvicorn did not start within 10 s"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-        assert not thread.is_alive(), "uvicorn did not stop"
-
-
-@contextmanager
 def _dashboard(tmp_path: Path) -> Iterator[Dashboard]:
     # Called from the test body (not a fixture) so that a missing browser is a FAILED test.
     assert Path(CHROMIUM).is_file(), f"{CHROMIUM} is missing: apt-get install chromium"
     with (
         live_system(f"sqlite:///{tmp_path}/carbonx.db") as live,
-        _http_server(live) as base_url,
+        http_server(live) as base_url,
         sync_playwright() as playwright,
     ):
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

@@ -41,6 +41,20 @@ def _sse(event: str, data: Any, position: int) -> bytes:
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (position, event.encode(), orjson.dumps(data))
 
 
+def _own_fill(trade: dict[str, Any], enterprise_id: str | None) -> dict[str, Any]:
+    buyer = trade["buyer_id"] == enterprise_id
+    return {
+        "trade_id": trade["trade_id"],
+        "instrument": trade["instrument"],
+        "price": trade["price"],
+        "quantity": trade["quantity"],
+        "enterprise_id": enterprise_id,
+        "side": "buy" if buyer else "sell",
+        "order_id": trade["buy_order_id"] if buyer else trade["sell_order_id"],
+        "fee": trade["buyer_fee"] if buyer else trade["seller_fee"],
+    }
+
+
 def _messages(ctx: Gateway, caller: Principal, after: int) -> tuple[list[bytes], int]:
     """SSE messages for journal entries after `after` that the projections reached."""
     positions = tracking_positions(ctx.store.sql)
@@ -73,7 +87,12 @@ def _messages(ctx: Gateway, caller: Principal, after: int) -> tuple[list[bytes],
             parties = (data.get("enterprise_id"),)
             if "instrument" in data:
                 books[data["instrument"]] = row.position
-        if everything or own in parties:
+        if everything:
+            out.append(_sse("order", {"type": kind, "position": row.position, **data},
+                            row.position))  # fmt: skip
+        elif own in parties:
+            if kind == "TradeExecuted":  # own side of the fill only: counterparties stay anonymous
+                data = _own_fill(data, own)
             out.append(_sse("order", {"type": kind, "position": row.position, **data},
                             row.position))  # fmt: skip
     for symbol, position in sorted(books.items()):
