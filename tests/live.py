@@ -20,11 +20,11 @@ from fastapi.testclient import TestClient
 
 from infra.store import Store, open_store
 from projections import all_projections
-from projections.projector import Projector
+from projections.projector import Projector, wait_for_projections
 from services.demo import DEMO_ENTERPRISES, seed_demo
 from services.exchange.calendar import ALWAYS
 from services.exchange.config import EngineConfig
-from services.exchange.runner import EngineRunner
+from services.exchange.runner import ENGINE_READER, EngineRunner
 from services.gateway.app import create_app
 from services.gateway.auth import create_token
 
@@ -72,6 +72,13 @@ def live_system(url: str, **app_options: Any) -> Iterator[Live]:
     ]
     for thread in threads:
         thread.start()
+    # Start from a settled zone: the seed decided by the engine and projected.
+    seeded = store.intake.head()[0]
+    deadline = time.monotonic() + 30
+    while store.journal.tracking(ENGINE_READER) < seeded:
+        assert time.monotonic() < deadline, "the engine did not take the demo seed"
+        store.wait_for_change(store.generation(), 0.05)
+    assert wait_for_projections(store, store.journal.head()[0], 30)
     app = create_app(store, config=CONFIG, **app_options)
     clock = itertools.count(START + 1_000_000, 1_000)
     app.state.gateway.clock = lambda: next(clock)

@@ -45,13 +45,14 @@ def test_a_compliance_period_over_http(live: Live) -> None:
     statuses = {e["enterprise_id"]: e["status"] for e in listed["enterprises"]}
     assert statuses[SELLER] == statuses[BUYER] == "active"
 
-    _post(
-        live,
-        "regulator",
-        "/v1/periods",
-        {"period": "2025", "deadline": "2026-12-31T23:59:59+08:00"},
-        201,
-    )
+    # The demo zone opened 2025; opening it again is a conflict, a new period is not.
+    again_2025 = live.client.post("/v1/periods", headers=live.headers("regulator"),
+                                  json={"period": "2025"})  # fmt: skip
+    assert again_2025.status_code == 409 and again_2025.json()["reason"] == "period_exists"
+    _post(live, "regulator", "/v1/periods",
+          {"period": "2026", "deadline": "2027-12-31T23:59:59+08:00"}, 201)  # fmt: skip
+    listed_periods = _ok(live.client.get("/v1/periods", headers=live.headers(SELLER)))["periods"]
+    assert {p["period"]: p["status"] for p in listed_periods} == {"2025": "open", "2026": "open"}
     # S1: 2,000 t raw coal × 1.9003 + 5,000 MWh × 0.5703 = 3,800.6 + 2,851.5 = 6,652.1 t
     report = _post(live, SELLER, f"/v1/enterprises/{SELLER}/reports", {
         "period": "2025",
@@ -143,7 +144,7 @@ def test_bad_registry_input_is_refused_and_changes_nothing(live: Live) -> None:
     )  # fmt: skip
     assert wrong_check.status_code == 422, wrong_check.text
     listed = live.client.get("/v1/enterprises", headers=live.headers("regulator")).json()
-    assert not [e for e in listed["enterprises"] if e["credit_code"]]  # none registered
+    assert len(listed["enterprises"]) == 3  # the demo's three, nothing added
     negative = live.client.post(
         "/v1/enterprises/E-DEMO-1/reports", headers=live.headers("trader1"),
         json={"period": "2025", "output_value": 1, "energy_tce": 1,
@@ -153,5 +154,6 @@ def test_bad_registry_input_is_refused_and_changes_nothing(live: Live) -> None:
     assert not live.client.post("/v1/periods", headers=live.headers("trader1"),
                                 json={"period": "2025"}).is_success  # fmt: skip
     # Refusals are journaled as such, but no state changed.
-    assert live.store.sql.query("SELECT COUNT(*) FROM rm_enterprises")[0][0] == 0
+    registered = live.store.sql.query("SELECT enterprise_id FROM rm_enterprises")
+    assert sorted(e for (e,) in registered) == ["E-DEMO-1", "E-DEMO-2", "E-DEMO-3"]
     assert live.store.sql.query("SELECT COUNT(*) FROM rm_reports")[0][0] == 0

@@ -59,7 +59,19 @@ async def submit_command(
 
 
 #: Refusals that are about the state, not the input: 409 rather than 422.
-_CONFLICTS = {"already_listed", "already_registered", "already_closed", "account_frozen"}
+_CONFLICTS = {
+    "already_listed",
+    "already_registered",
+    "account_frozen",
+    "before_deadline",
+    "duplicate_credit_code",
+    "invalid_transition",
+    "not_awaiting_verification",
+    "period_closed",
+    "period_exists",
+    "period_open",
+    "stale_version",
+}
 
 
 @router.post("/v1/instruments", status_code=201, responses=ERRORS)

@@ -279,6 +279,8 @@ async def submit_report(
 
 
 def _visible_report(ctx: Gateway, caller: Principal, report_id: str) -> list[dict[str, Any]]:
+    if not caller.is_("verifier", "regulator", "trader", "viewer"):
+        caller.require("verifier", "regulator")
     versions = read.report(ctx.store.sql, report_id)
     if not versions:
         raise Problem(404, "Not Found", f"no report {report_id}")
