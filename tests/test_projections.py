@@ -268,3 +268,7 @@ def test_the_compliance_year_in_the_read_models(store_url: str) -> None:
         assert graded is not None and graded["grade"] == "A" and graded["near_zero_carbon"]
         assert {p["period"]: p["status"] for p in periods(db)}["2025"] == "enforced"
         assert set(registered(db)) == {"E1", "E2", "S1", "S2"}
+        # The as-of state (API /v1/audit/state, `carbonx replay`) lists the obligations.
+        owed = {(o["period"], o["enterprise_id"]): o for o in report(runner.engine)["obligations"]}
+        assert (owed[("2025", "S1")]["quantity"], owed[("2025", "S1")]["outstanding"]) == (652, 0)
+        assert (owed[("2025", "E2")]["surrendered"], owed[("2025", "E2")]["shortfall"]) == (30, 59)

@@ -164,10 +164,25 @@ def report(engine: Engine) -> dict[str, Any]:
         symbol: {"previous_close": inst.previous_close, "fee_bps": inst.fee_bps}
         for symbol, inst in sorted(engine.instruments.items())
     }
+    obligations = [
+        {
+            "period": name,
+            "enterprise_id": eid,
+            "quantity": o["quantity"],
+            "surrendered": o["surrendered"],
+            "outstanding": o["quantity"] - o["surrendered"],
+            "shortfall": o.get("shortfall", 0),
+            "deadline": period.deadline,
+            "period_status": period.status,
+        }
+        for name, period in sorted(engine.registry.periods.items())
+        for eid, o in sorted(period.obligations.items())
+    ]
     return {
         "time": engine.time,
         "accounts": accounts,
         "open_orders": orders,
+        "obligations": obligations,
         "markets": markets,
         "fees_collected": engine.fees_collected,
         "state_hash": engine.state_hash(),
