@@ -81,9 +81,7 @@ def add_ranges(held: Ranges, ranges: Any) -> None:
         index = bisect.bisect_left(held, [first])
         before = held[index - 1] if index else None
         after = held[index] if index < len(held) else None
-        if (before is not None and before[1] >= first) or (
-            after is not None and after[0] <= last
-        ):
+        if (before is not None and before[1] >= first) or (after is not None and after[0] <= last):
             clash = before if before is not None and before[1] >= first else after
             assert clash is not None
             raise SerialConflict(f"serials {first}-{last} overlap held {clash[0]}-{clash[1]}")
@@ -122,7 +120,9 @@ class Holdings(Projection):
 
     def reset(self) -> None:
         self.held: dict[tuple[str, str], Ranges] = {}
-        self._dirty: set[tuple[str, str]] = set()
+        # A holder's ranges as they were before this batch touched them: the flush
+        # writes only the difference (holdings fragment; rewriting them all is slow).
+        self._before: dict[tuple[str, str], set[tuple[int, int]]] = {}
         self._issued: list[tuple[Any, ...]] = []
         self._cancelled: list[tuple[Any, ...]] = []
 
@@ -133,22 +133,31 @@ class Holdings(Projection):
             self.held.setdefault((eid, symbol), []).append([first, last])
 
     def flush(self, cursor: Cursor) -> None:
-        keys = sorted(self._dirty)
+        removed: list[tuple[str, str, int]] = []
+        added: list[tuple[str, str, int, int]] = []
+        for key in sorted(self._before):
+            before = self._before[key]
+            after = {(first, last) for first, last in self.held.get(key, [])}
+            removed += [(*key, first) for first, _ in sorted(before - after)]
+            added += [(*key, first, last) for first, last in sorted(after - before)]
         cursor.executemany(
-            "DELETE FROM rm_holdings WHERE enterprise_id = %s AND instrument = %s", keys
+            "DELETE FROM rm_holdings WHERE enterprise_id = %s AND instrument = %s "
+            "AND serial_first = %s",
+            removed,
         )
-        rows = [(e, s, first, last) for e, s in keys for first, last in self.held.get((e, s), [])]
-        cursor.insert_rows(HOLDINGS.name, HOLDINGS.column_names, rows)
+        cursor.insert_rows(HOLDINGS.name, HOLDINGS.column_names, added)
         cursor.insert_rows(ISSUANCES.name, ISSUANCES.column_names, self._issued)
         cursor.insert_rows(CANCELLATIONS.name, CANCELLATIONS.column_names, self._cancelled)
-        self._dirty.clear()
+        self._before.clear()
         self._issued = []
         self._cancelled = []
 
     def _ranges(self, eid: str, symbol: str) -> Ranges:
         key = (eid, symbol)
-        self._dirty.add(key)
-        return self.held.setdefault(key, [])
+        held = self.held.setdefault(key, [])
+        if key not in self._before:
+            self._before[key] = {(first, last) for first, last in held}
+        return held
 
     def on_CreditsIssued(self, entry: Entry) -> None:
         e: a.CreditsIssued = entry.event  # type: ignore[assignment]

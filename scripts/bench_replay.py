@@ -43,6 +43,9 @@ def build_history(store: Store, events: int) -> int:
     """Append workload commands and run the engine until the journal holds `events`."""
     chunk = 50_000
     seed = 1
+    # One engine for the whole history, snapshotting as `carbonx engine` does by default.
+    runner = EngineRunner(store, CONFIG, batch=5_000, snapshot_every=50_000)
+    runner.recover()
     while store.journal.head()[0] < events:
         base = store.intake.head()[0]
         if base == 0:
@@ -52,7 +55,7 @@ def build_history(store: Store, events: int) -> int:
             commands = [(cmd, START + 100 * (base + i)) for i, cmd in enumerate(trading)]
         for start in range(0, len(commands), 20_000):
             Intake(store).submit(commands[start : start + 20_000])
-        EngineRunner(store, CONFIG, batch=5_000, snapshot_every=100_000).drain()
+        runner.drain()
         seed += 1
         print(f"  history: {store.journal.head()[0]:,} journal events", flush=True)
     return store.journal.head()[0]

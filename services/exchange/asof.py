@@ -10,6 +10,7 @@ forward).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -71,6 +72,18 @@ def _resolve(store: Store, point: AsOf) -> AsOf:
     return point
 
 
+_INTAKE_POSITION = re.compile(rb'"intake_position":(\d+)')
+
+
+def _snapshot_intake_position(row: Row) -> int:
+    """Where a snapshot stands, without parsing its (large) state: canonical JSON sorts
+    keys, so `intake_position` comes first in `data`, near the start of the bytes."""
+    found = _INTAKE_POSITION.search(row.payload, 0, 256)
+    if found is None:
+        return int(orjson.loads(row.body)["data"]["intake_position"])
+    return int(found.group(1))
+
+
 def state_as_of(store: Store, point: AsOf, config: EngineConfig | None = None) -> Engine:
     """The engine exactly as it was once the command at the resolved point was applied.
 
@@ -91,7 +104,7 @@ def state_as_of(store: Store, point: AsOf, config: EngineConfig | None = None) -
     latest_row: Row | None = None
     for page in store.snapshots.pages(0, None, 100):
         for row in page:
-            if orjson.loads(row.body)["data"]["intake_position"] <= target.intake_position:
+            if _snapshot_intake_position(row) <= target.intake_position:
                 latest_row = row
     if latest_row is not None:
         # Only the snapshot we start from becomes objects and an engine.
