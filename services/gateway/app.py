@@ -14,6 +14,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from starlette.responses import FileResponse
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from infra.store import Store
 from projections import all_projections
@@ -51,6 +52,16 @@ projection of it. Amounts are integers: prices in fen per tonne, quantities in t
 cash in fen. Authenticate with `Authorization: Bearer TOKEN`; writes accept an
 `Idempotency-Key` header. Errors are `application/problem+json`.
 """
+
+
+class _Measured:
+    """Adapter: Starlette builds middleware from a class and keyword arguments."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self._app = metrics.middleware(app)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._app(scope, receive, send)
 
 
 def create_app(
@@ -103,7 +114,7 @@ def create_app(
     app.state.gateway = context
     app.state.tokens = context.tokens
     app.state.metrics = Metrics(store)
-    app.middleware("http")(app.state.metrics.middleware)
+    app.add_middleware(_Measured, metrics=app.state.metrics)
     install_problem_handlers(app)
     for module in (operations, registry, accounts, orders, blocks, market, audit, live):
         app.include_router(module.router)

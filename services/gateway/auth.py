@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
 from infra.sqldb import SqlDatabase
 from projections.base import Table
@@ -111,6 +112,9 @@ class TokenCache:
         self.db = db
         self._known: dict[str, Principal] = {}
 
+    def cached(self, token: str) -> Principal | None:
+        return self._known.get(_digest(token))
+
     def lookup(self, token: str) -> Principal | None:
         digest = _digest(token)
         found = self._known.get(digest)
@@ -124,7 +128,7 @@ class TokenCache:
         return found
 
 
-def principal(request: Request) -> Principal:
+async def principal(request: Request) -> Principal:
     """The caller, from ``Authorization: Bearer TOKEN`` (or ``?access_token=`` for
     EventSource, which cannot set headers); 401 when absent or unknown."""
     header = request.headers.get("authorization", "")
@@ -136,7 +140,9 @@ def principal(request: Request) -> Principal:
                 401, "Unauthorized", "send Authorization: Bearer TOKEN", auth_challenge=True
             )
     cache: TokenCache = request.app.state.tokens
-    found = cache.lookup(token.strip())
+    found = cache.cached(token.strip())
+    if found is None:  # first sight of this token: one query, off the event loop
+        found = await run_in_threadpool(cache.lookup, token.strip())
     if found is None:
         raise Problem(401, "Unauthorized", "unknown token", auth_challenge=True)
     return found

@@ -122,6 +122,6 @@ class Gateway:
             seen = self.store.wait_for_change(seen, 0.05)
 
 
-def gateway(request: Request) -> Gateway:
+async def gateway(request: Request) -> Gateway:
     found: Gateway = request.app.state.gateway
     return found

@@ -9,13 +9,12 @@ truth whichever process did the work.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from starlette.requests import Request
-from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from infra.store import Store
 from projections.projector import tracking_positions
@@ -94,14 +93,26 @@ class Metrics:
         )
         self.registry.register(_StoreCollector(store))
 
-    async def middleware(
-        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        if path != "/v1/stream":  # a stream's duration is not a latency
-            self.latency.labels(request.method, path).observe(time.perf_counter() - started)
-        self.requests.labels(request.method, path, str(response.status_code)).inc()
-        return response
+    def middleware(self, app: ASGIApp) -> ASGIApp:
+        """Pure ASGI middleware (no BaseHTTPMiddleware: it costs a task per request):
+        count every response by route template and status, time it to the response
+        start (a stream's duration is not a latency)."""
+
+        async def measured(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            started = time.perf_counter()
+
+            async def sending(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    route = scope.get("route")
+                    path = getattr(route, "path", "unmatched")
+                    method = scope["method"]
+                    self.latency.labels(method, path).observe(time.perf_counter() - started)
+                    self.requests.labels(method, path, str(message["status"])).inc()
+                await send(message)
+
+            await app(scope, receive, sending)
+
+        return measured

@@ -40,7 +40,7 @@ def _broker_reachable(bootstrap: str, timeout: float = 0.5) -> str | None:
 
 
 @router.get("/healthz")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
     """The process is alive (no dependency is checked)."""
     return {"status": "ok"}
 
