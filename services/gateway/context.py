@@ -63,7 +63,8 @@ class Gateway:
         symbols = None
         symbol = getattr(command, "instrument", None)
         if check_instrument and symbol is not None:
-            await run_in_threadpool(self.instrument_known, symbol)
+            if symbol not in self._symbols:  # a listing may be new: look once more
+                await run_in_threadpool(self.instrument_known, symbol)
             symbols = self._symbols
         if self.sender is not None:
             errors = validate(command, symbols)
