@@ -81,31 +81,47 @@ class ChainWalker:
         self.reason: str | None = None
 
     def feed(self, entries: Iterable[tuple[int, bytes]]) -> bool:
-        """Check more entries; False once the chain is known to be broken."""
+        """Check more entries; False once the chain is known to be broken.
+
+        The hot loop hashes the stored bytes in place (no unsealed copy) and compares
+        hex digests as bytes: verification reads every entry ever written.
+        """
         if self.broken_at is not None:
             return False
         sha256 = hashlib.sha256
+        prefix, tail = _PREFIX, _SUFFIX_LEN
         expected = self._expected
-        previous = self._hash
-        for position, payload in entries:
-            if position != expected:
-                return self._break(
-                    expected,
-                    f"position {expected} is missing (next stored position is {position})",
-                )
-            try:
-                body, stored = unseal(payload)
-            except ValueError as error:
-                return self._break(position, str(error))
-            digest = sha256(previous.encode() + body).hexdigest()
-            if digest != stored:
-                return self._break(position, f"hash mismatch: stored {stored}, recomputed {digest}")
-            previous = digest
-            expected += 1
-            self.events += 1
-            # Kept current as we go so a break reports the last good head.
+        previous = self._hash.encode()
+        try:
+            for position, payload in entries:
+                if position != expected:
+                    return self._break(
+                        expected,
+                        f"position {expected} is missing (next stored position is {position})",
+                    )
+                if (
+                    len(payload) <= tail
+                    or payload[-tail:-66] != prefix
+                    or payload[-2:] != b'"}'
+                ):
+                    return self._break(position, "payload carries no hash seal")
+                digest = sha256(previous)
+                digest.update(memoryview(payload)[:-tail])
+                digest.update(b"}")
+                computed = digest.hexdigest().encode()
+                if computed != payload[-66:-2]:
+                    return self._break(
+                        position,
+                        f"hash mismatch: stored {payload[-66:-2].decode()}, "
+                        f"recomputed {computed.decode()}",
+                    )
+                previous = computed
+                expected += 1
+        finally:
+            # Kept current so that a break reports the last good head.
+            self.events += expected - self._expected
             self._expected = expected
-            self._hash = previous
+            self._hash = previous.decode()
         return True
 
     def _break(self, position: int, reason: str) -> bool:
