@@ -272,3 +272,21 @@ def test_the_compliance_year_in_the_read_models(store_url: str) -> None:
         owed = {(o["period"], o["enterprise_id"]): o for o in report(runner.engine)["obligations"]}
         assert (owed[("2025", "S1")]["quantity"], owed[("2025", "S1")]["outstanding"]) == (652, 0)
         assert (owed[("2025", "E2")]["surrendered"], owed[("2025", "E2")]["shortfall"]) == (30, 59)
+
+
+def test_the_projector_command_rebuilds_and_catches_up(store_url: str) -> None:
+    from click.testing import CliRunner
+
+    from services.cli import main
+
+    with open_store(store_url) as store:
+        _history(store)
+        Projector(store, all_projections()).catch_up()
+        before = _checksums(store)
+        head = store.journal.head()[0]
+    runner = CliRunner()
+    rebuilt = runner.invoke(main, ["projector", "--db", store_url, "--rebuild", "--once"])
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert f"from {head} journal entries" in rebuilt.output
+    with open_store(store_url) as store:
+        assert _checksums(store) == before
