@@ -6,7 +6,6 @@ embedded SQLite file `./data/carbonx.db`).
 
 from __future__ import annotations
 
-import logging
 import signal
 import sys
 import threading
@@ -15,6 +14,7 @@ from typing import Any
 
 import click
 
+from infra.logs import configure_logging
 from infra.store import DEFAULT_URL, open_store
 from services.exchange.calendar import calendar_named
 from services.exchange.config import EngineConfig
@@ -105,7 +105,7 @@ def engine(
     Exactly once: each batch of results is journaled with the intake position it
     consumed, in one transaction; a restart resumes from the latest snapshot.
     """
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    configure_logging()
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -171,7 +171,7 @@ def relay(db_url: str, kafka: str, partitions: int, replication: int) -> None:
     from infra.kafka_topics import ensure_topic
     from services.relay import EVENTS_TOPIC, Relay
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    configure_logging()
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -218,7 +218,7 @@ def serve(db_url: str, host: str, port: int, kafka: str | None, calendar: str, d
 
     if demo:
         calendar = "always"
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    configure_logging()
     store = open_store(db_url)
     if demo and seed_demo(store):
         click.echo("demo zone seeded: instrument HCC-2025, enterprises E-DEMO-1..3")
@@ -250,7 +250,7 @@ def serve(db_url: str, host: str, port: int, kafka: str | None, calendar: str, d
             click.echo(f"  {role:<9} {enterprise or '':<9} {token}")
     click.echo(f"carbonx serving on http://{host}:{port} (store: {db_url}, calendar: {calendar})")
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
     finally:
         stop.set()
         engine_thread.join(timeout=10)
@@ -322,12 +322,12 @@ def gateway(db_url: str, host: str, port: int, calendar: str, kafka: str | None)
 
     from services.gateway.app import create_app
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    configure_logging()
     with open_store(db_url) as store:
         app = create_app(
             store, config=_engine_config(calendar), kafka=kafka, commands_over_kafka=bool(kafka)
         )
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
 
 
 @main.command()
@@ -351,7 +351,7 @@ def projector(db_url: str, rebuild: bool, batch: int, once: bool) -> None:
     from projections import all_projections
     from projections.projector import Projector
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    configure_logging()
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -145,3 +145,19 @@ def test_token_create_prints_a_working_token_alone_on_its_last_line(tmp_path: Pa
         assert token not in str(stored)  # only the hash is kept
     wrong = runner.invoke(main, ["token", "create", "--db", url, "--role", "trader"])
     assert wrong.exit_code != 0 and "--enterprise" in wrong.output
+
+
+def test_logs_are_json_lines_with_request_fields() -> None:
+    """Structured logs: one JSON object per line, requests with method, route, status."""
+    import logging
+
+    import orjson
+
+    from infra.logs import JsonFormatter
+
+    record = logging.LogRecord("carbonx.http", logging.INFO, __file__, 1, "%s %s", ("GET", "/x"),
+                               None)  # fmt: skip
+    record.fields = {"route": "/x", "status": 200, "ms": 1.5}
+    line = orjson.loads(JsonFormatter().format(record))
+    assert line["msg"] == "GET /x" and line["status"] == 200 and line["logger"] == "carbonx.http"
+    assert line["level"] == "info" and line["ts"].endswith("+00:00")

@@ -8,6 +8,7 @@ truth whichever process did the work.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 
@@ -21,6 +22,9 @@ from projections.projector import tracking_positions
 from services.exchange.runner import ENGINE_READER
 
 __all__ = ["Metrics"]
+
+#: One structured line per request (method, route, path, status, ms).
+access = logging.getLogger("carbonx.http")
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
@@ -109,8 +113,20 @@ class Metrics:
                     route = scope.get("route")
                     path = getattr(route, "path", "unmatched")
                     method = scope["method"]
-                    self.latency.labels(method, path).observe(time.perf_counter() - started)
-                    self.requests.labels(method, path, str(message["status"])).inc()
+                    elapsed = time.perf_counter() - started
+                    status = message["status"]
+                    self.latency.labels(method, path).observe(elapsed)
+                    self.requests.labels(method, path, str(status)).inc()
+                    if access.isEnabledFor(logging.INFO):
+                        access.info(
+                            "%s %s %s",
+                            method,
+                            scope["path"],
+                            status,
+                            extra={"fields": {"method": method, "route": path,
+                                              "path": scope["path"], "status": status,
+                                              "ms": round(elapsed * 1_000, 2)}},
+                        )  # fmt: skip
                 await send(message)
 
             await app(scope, receive, sending)
