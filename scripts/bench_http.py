@@ -1,6 +1,6 @@
 """Benchmark: orders through HTTP against `carbonx serve`, on SQLite and PostgreSQL.
 
-Concurrent clients (asyncio + httpx, keep-alive) place limit orders for the demo
+Concurrent clients (asyncio + aiohttp, keep-alive) place limit orders for the demo
 enterprises and cancel some of them; every POST waits for the engine's result (the
 default), so latency is submit → engine → projections → answer. The baseline, measured
 in the same run against the same server, is `GET /healthz`: the HTTP stack's own
@@ -24,7 +24,7 @@ import tempfile
 import time
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 
 from infra.servers import PostgresServer, free_port
@@ -51,28 +51,33 @@ def _serve(db: str, port: int) -> subprocess.Popen[bytes]:
 
 
 async def _wait_ready(base: str) -> None:
-    async with httpx.AsyncClient(base_url=base) as client:
+    async with aiohttp.ClientSession(base) as client:
         for _ in range(300):
             try:
-                if (await client.get("/readyz")).status_code == 200:
-                    markets = await client.get("/v1/markets")
-                    if markets.status_code in (200, 401):
+                async with client.get("/readyz") as response:
+                    if response.status == 200:
                         return
-            except httpx.TransportError:
+            except aiohttp.ClientError:
                 pass
             await asyncio.sleep(0.1)
     raise RuntimeError("the server did not become ready")
 
 
+def _session(base: str, clients: int) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(limit=clients, force_close=False)
+    return aiohttp.ClientSession(base, connector=connector, timeout=aiohttp.ClientTimeout(30))
+
+
 async def _healthz_rate(base: str, clients: int, n: int) -> float:
     counter = itertools.count()
 
-    async def worker(client: httpx.AsyncClient) -> None:
+    async def worker(client: aiohttp.ClientSession) -> None:
         while next(counter) < n:
-            (await client.get("/healthz")).raise_for_status()
+            async with client.get("/healthz") as response:
+                await response.read()
+                assert response.status == 200
 
-    limits = httpx.Limits(max_connections=clients)
-    async with httpx.AsyncClient(base_url=base, limits=limits) as client:
+    async with _session(base, clients) as client:
         started = time.perf_counter()
         await asyncio.gather(*(worker(client) for _ in range(clients)))
         return n / (time.perf_counter() - started)
@@ -84,7 +89,7 @@ async def _orders(base: str, tokens: dict[str, str], clients: int, n: int) -> di
     latencies: list[float] = []
     statuses: dict[int, int] = {}
 
-    async def worker(client: httpx.AsyncClient, index: int) -> None:
+    async def worker(client: aiohttp.ClientSession, index: int) -> None:
         eid = ENTERPRISES[index % len(ENTERPRISES)]
         headers = {"Authorization": f"Bearer {tokens[eid]}"}
         while (number := next(counter)) < n:
@@ -95,16 +100,19 @@ async def _orders(base: str, tokens: dict[str, str], clients: int, n: int) -> di
                     "instrument": "HCC-2025", "side": side, "type": "limit",
                     "quantity": 1 + number % 5, "price": price, "time_in_force": "gtc"}  # fmt: skip
             started = time.perf_counter()
-            response = await client.post("/v1/orders", json=body, headers=headers)
+            async with client.post("/v1/orders", json=body, headers=headers) as response:
+                payload = await response.read()
+                status = response.status
             latencies.append(time.perf_counter() - started)
-            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
-            if response.status_code == 201 and number % 5 == 0:
-                order = response.json()
+            statuses[status] = statuses.get(status, 0) + 1
+            if status == 201 and number % 5 == 0:
+                order = orjson.loads(payload)
                 if order["status"] in ("open", "partially_filled"):
-                    await client.delete(f"/v1/orders/{order['order_id']}", headers=headers)
+                    path = f"/v1/orders/{order['order_id']}"
+                    async with client.delete(path, headers=headers) as cancelled:
+                        await cancelled.read()
 
-    limits = httpx.Limits(max_connections=clients)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+    async with _session(base, clients) as client:
         started = time.perf_counter()
         await asyncio.gather(*(worker(client, i) for i in range(clients)))
         elapsed = time.perf_counter() - started
