@@ -15,7 +15,15 @@ from events import exchange as x
 from infra.sqldb import Cursor, SqlDatabase
 from projections.base import Entry, Projection, Table
 
-__all__ = ["OPEN_STATUSES", "Orders", "Outcomes", "order", "orders", "outcome"]
+__all__ = [
+    "OPEN_STATUSES",
+    "Orders",
+    "Outcomes",
+    "order",
+    "orders",
+    "orders_by_ids",
+    "outcome",
+]
 
 ORDER_COLUMNS = (
     ("order_id", "BIGINT NOT NULL"),
@@ -240,6 +248,18 @@ def _fills_of(db: SqlDatabase, order_ids: list[int]) -> dict[int, list[dict[str,
                 {"trade_id": trade_id, "position": position, "price": price,
                  "quantity": quantity, "fee": fee, "counterparty_side": side}
             )  # fmt: skip
+    return found
+
+
+def orders_by_ids(db: SqlDatabase, order_ids: list[int]) -> list[dict[str, Any]]:
+    """The orders with these ids (any that exist), with their fills."""
+    found: list[dict[str, Any]] = []
+    fills = _fills_of(db, order_ids)
+    for start in range(0, len(order_ids), 500):
+        chunk = order_ids[start : start + 500]
+        marks = ", ".join(["%s"] * len(chunk))
+        for row in db.query(f"{_SELECT} WHERE order_id IN ({marks})", chunk):
+            found.append(_order_dict(row, fills[row[0]]))
     return found
 
 

@@ -413,3 +413,18 @@ def test_the_stream_sends_trades_books_and_own_orders(tmp_path: Path) -> None:
         (trade,) = [data for kind, data in received if kind == "trade"]
         assert trade["quantity"] == 7 and "buyer_id" not in trade
     assert not listener.is_alive()
+
+
+def test_a_client_order_id_is_used_once_even_by_concurrent_requests(live: Live) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def place(_: int) -> int:
+        answer = live.order("trader1", E1, client_order_id="same", side="sell", quantity=1,
+                            price=6_300)  # fmt: skip
+        return answer.status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        statuses = sorted(pool.map(place, range(4)))
+    assert statuses == [201, 409, 409, 409]
+    mine = live.client.get("/v1/orders", headers=live.headers("trader1")).json()["orders"]
+    assert [o["client_order_id"] for o in mine].count("same") == 1

@@ -27,7 +27,7 @@ from services.exchange.intake import InvalidCommand, validate
 from services.exchange.kafka_intake import KafkaCommandSender
 from services.gateway.auth import TokenCache
 from services.gateway.problems import Problem
-from services.gateway.submit import IntakeBatcher, OutcomeWatcher
+from services.gateway.submit import IntakeBatcher, OutcomeWatcher, ReusedClientOrderId
 from services.ticker import now_us
 
 __all__ = ["Gateway", "gateway"]
@@ -76,6 +76,8 @@ class Gateway:
         future = self.batcher.submit(command, self.clock(), symbols)
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), self.wait_timeout)
+        except ReusedClientOrderId as reused:
+            raise Problem(409, "Conflict", str(reused)) from reused
         except TimeoutError as error:
             raise Problem(
                 504,

@@ -25,10 +25,12 @@ from typing import Any
 
 from events.base import Event
 from events.codec import frame
+from events.commands import PlaceOrder
 from infra.store import Store
+from projections.orders import orders_by_ids
 from services.exchange.intake import InvalidCommand, validate
 
-__all__ = ["IntakeBatcher", "OutcomeWatcher"]
+__all__ = ["IntakeBatcher", "OutcomeWatcher", "ReusedClientOrderId"]
 
 log = logging.getLogger("carbonx.gateway")
 
@@ -39,6 +41,7 @@ class IntakeBatcher:
         self.max_batch = max_batch
         self._queue: queue.SimpleQueue[tuple[Event, int, Future[int]] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._recent: dict[tuple[str, str], None] = {}  # insertion-ordered: oldest first
         self.start()
 
     def start(self) -> None:
@@ -74,6 +77,9 @@ class IntakeBatcher:
                     self._queue.put(None)
                     break
                 batch.append(more)
+            batch = self._refuse_reused_client_ids(batch)
+            if not batch:
+                continue
             try:
                 appended = self.store.intake.append(frame(cmd, time) for cmd, time, _ in batch)
             except Exception as error:  # the store is down: every waiter learns it
@@ -89,6 +95,63 @@ class IntakeBatcher:
         if self._thread is not None and self._thread.is_alive():
             self._queue.put(None)
             self._thread.join(timeout=5)
+
+    def _refuse_reused_client_ids(
+        self, batch: list[tuple[Event, int, Future[int]]]
+    ) -> list[tuple[Event, int, Future[int]]]:
+        """`client_order_id` is unique per enterprise: one query for the whole batch,
+        plus the ids this writer appended that the read models may not show yet."""
+        wanted = [
+            (cmd.enterprise_id, cmd.client_order_id)
+            for cmd, _, _ in batch
+            if isinstance(cmd, PlaceOrder)
+        ]
+        if not wanted:
+            return batch
+        try:
+            used = self._used_client_ids(wanted)
+        except Exception:  # the read side is down: the append will tell the truth
+            log.exception("client order id check failed")
+            used = set()
+        kept = []
+        for item in batch:
+            cmd, _, future = item
+            if isinstance(cmd, PlaceOrder):
+                key = (cmd.enterprise_id, cmd.client_order_id)
+                if key in used or key in self._recent:
+                    _settle(future, exception=ReusedClientOrderId(*key))
+                    continue
+                self._recent[key] = None
+                if len(self._recent) > RECENT_IDS:
+                    self._recent.pop(next(iter(self._recent)))
+            kept.append(item)
+        return kept
+
+    def _used_client_ids(self, wanted: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        used: set[tuple[str, str]] = set()
+        for start in range(0, len(wanted), 400):
+            chunk = wanted[start : start + 400]
+            where = " OR ".join(["(enterprise_id = %s AND client_order_id = %s)"] * len(chunk))
+            params = [value for pair in chunk for value in pair]
+            used.update(
+                (eid, coid)
+                for eid, coid in self.store.sql.query(
+                    f"SELECT enterprise_id, client_order_id FROM rm_orders WHERE {where}", params
+                )
+            )
+        return used
+
+
+class ReusedClientOrderId(ValueError):
+    def __init__(self, enterprise_id: str, client_order_id: str) -> None:
+        super().__init__(f"client_order_id {client_order_id!r} was already used by {enterprise_id}")
+        self.enterprise_id = enterprise_id
+        self.client_order_id = client_order_id
+
+
+#: How many recently appended client order ids a writer remembers (the read models
+#: answer for anything older).
+RECENT_IDS = 200_000
 
 
 class OutcomeWatcher:
@@ -164,7 +227,7 @@ class OutcomeWatcher:
             (causes[0], causes[-1], reached),
         )
         wanted = set(causes)
-        return {
+        found = {
             row[0]: {
                 "cause": row[0],
                 "first_position": row[1],
@@ -176,12 +239,22 @@ class OutcomeWatcher:
             for row in rows
             if row[0] in wanted
         }
+        # An order's id is its intake position: fetch every answered order at once, so
+        # that the requests waiting for them need no query of their own.
+        placed = [c for c, row in found.items() if row["result_type"] in _ORDER_RESULTS]
+        if placed:
+            for order in orders_by_ids(db, placed):
+                found[order["order_id"]]["order"] = order
+        return found
 
     def close(self) -> None:
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+
+_ORDER_RESULTS = {"OrderAccepted", "OrderRejected"}
 
 
 def _resolve(future: asyncio.Future[Any], row: dict[str, Any]) -> None:
