@@ -116,7 +116,8 @@ def create_app(
     app.state.metrics = Metrics(store)
     app.add_middleware(_Measured, metrics=app.state.metrics)
     install_problem_handlers(app)
-    for module in (operations, registry, accounts, orders, blocks, market, audit, live):
+    # Most frequent first: routes are matched in this order.
+    for module in (orders, market, accounts, operations, live, registry, blocks, audit):
         app.include_router(module.router)
 
     if STATIC.is_dir():
