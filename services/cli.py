@@ -476,6 +476,7 @@ def verify(db_url: str, calendar: str, quiet: bool) -> None:
                 f"({log['events']} events verified before it)"
             )
     again = result["reexecution"]
+    assert again is not None  # the CLI always re-executes
     if again["ok"]:
         click.echo(
             f"re-execution: ok, {again['commands']} commands reproduced {again['results']} "

@@ -315,6 +315,9 @@ def test_audit_endpoints(live: Live) -> None:
     )
     verified = live.client.get("/v1/audit/verify", headers=regulator).json()
     assert verified["ok"] is True and verified["events"] == live.store.journal.head()[0]
+    quick = live.client.get("/v1/audit/verify?reexecute=false", headers=regulator).json()
+    assert quick["ok"] is True and quick["reexecution"] is None
+    assert quick["head_hash"] == verified["head_hash"] == verified["logs"]["journal"]["head_hash"]
     position = trades["events"][0]["position"]
     state = live.client.get(f"/v1/audit/state?as_of={position}", headers=regulator).json()
     assert state["accounts"][E2]["credits"]["HCC-2025"]["available"] == 20_000 + 10
