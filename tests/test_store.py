@@ -190,3 +190,24 @@ def test_verifier_names_two_reordered_events(store_url: str) -> None:
         assert b'"position":11' in rows[0].payload  # really swapped
         report = store.journal.verify()
     assert not report.ok and report.broken_at == 10 and report.events == 9
+
+
+def test_postgres_checks_every_link_inside_the_database(pg_url: str) -> None:
+    """The one-pass SQL check agrees with the walker: intact, then a changed payload."""
+    with open_store(pg_url) as store:
+        store.journal.append(_pending(500))
+        recorder = store.journal._recorder
+        assert recorder.first_broken_link() == (500, None)  # type: ignore[attr-defined]
+        walked = ChainWalker()
+        walked.feed((row.position, row.payload) for page in store.journal.pages() for row in page)
+        assert store.journal.verify() == walked.report()
+    raw_sql(
+        pg_url,
+        "",
+        "UPDATE journal_events SET state = convert_to(replace(convert_from(state, 'UTF8'), "
+        "'\"amount\":249', '\"amount\":250'), 'UTF8') WHERE notification_id = 250",
+    )
+    with open_store(pg_url) as store:
+        recorder = store.journal._recorder
+        assert recorder.first_broken_link() == (500, 250)  # type: ignore[attr-defined]
+        assert store.journal.verify().broken_at == 250
