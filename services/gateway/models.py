@@ -139,11 +139,14 @@ class OrderOut(BaseModel):
 
 
 class OrderAccepted(BaseModel):
-    """202: appended to the intake log; the engine decides soon (`?wait=false`)."""
+    """202: appended to the intake log (the order id is known), or handed to the command
+    topic (it is not yet: find the order by its client order id); the engine decides
+    soon (`?wait=false`)."""
 
-    order_id: int
+    order_id: int | None = None
     status: Literal["pending"]
-    intake_position: int
+    intake_position: int | None = None
+    client_order_id: str
 
 
 class OrdersOut(BaseModel):

@@ -98,7 +98,8 @@ async def place_order(
         position = await ctx.send(command)
         if position is None:  # Kafka: find it again by its client order id
             if not wait:
-                return json({"status": "pending", "client_order_id": body.client_order_id}, 202)
+                return json({"order_id": None, "status": "pending", "intake_position": None,
+                             "client_order_id": coid}, 202)  # fmt: skip
             order_id = await run_in_threadpool(
                 ctx.poll_until,
                 lambda: _find_by_client_id(db, body.enterprise_id, body.client_order_id),
@@ -109,8 +110,9 @@ async def place_order(
         else:
             if not wait:
                 return json(
-                    {"order_id": position, "status": "pending", "intake_position": position}, 202
-                )
+                    {"order_id": position, "status": "pending", "intake_position": position,
+                     "client_order_id": coid}, 202,
+                )  # fmt: skip
             answered = await ctx.outcome(position)
             order_id = position
             found = answered.get("order")
