@@ -31,6 +31,7 @@ from engine_dsl import MONDAY, at, hold
 from hypothesis import HealthCheck, given, settings
 
 from events import commands as c
+from events import registry as r
 from events.accounts import (
     CashDeposited,
     CashWithdrawn,
@@ -53,8 +54,12 @@ from services.exchange import serials
 from services.exchange.calendar import ALWAYS, CN_ETS
 from services.exchange.config import EngineConfig
 from services.exchange.engine import Engine
+from services.registry.credit_code import check_character
 
 ENTERPRISES = ("A", "B", "C")
+#: Valid unified social credit codes (GB 32100 check character) for the registry.
+CODES = {e: f"9134010000000000{e}" for e in ENTERPRISES}
+CODES = {e: body[:17] + check_character(body[:17]) for e, body in CODES.items()}
 INSTRUMENTS = (("X", 5_000, 7), ("Y", 777, 0))  # symbol, reference price, fee bps
 SECOND = 1_000_000
 START = at(MONDAY, "09:30")
@@ -100,7 +105,8 @@ KINDS: dict[str, st.SearchStrategy[tuple[Any, ...]]] = {
     "withdraw": st.tuples(st.just("withdraw"), ent, st.integers(1, 3_000_000)),
     "issue": st.tuples(st.just("issue"), ent, sym, st.integers(1, 500)),
     "transfer": st.tuples(st.just("transfer"), ent, ent, sym, qty),
-    "surrender": st.tuples(st.just("surrender"), ent, sym, qty),
+    # 2024 is no period of the registry's (a plain cancellation); 2025 is its period.
+    "surrender": st.tuples(st.just("surrender"), ent, sym, qty, st.sampled_from(["2024", "2025"])),
     "retire": st.tuples(st.just("retire"), ent, sym, qty),
     "block": st.tuples(st.just("block"), ent, ent, sym, st.integers(40, 200), st.integers(-70, 70)),
     "tick": st.tuples(st.just("tick")),
@@ -108,11 +114,24 @@ KINDS: dict[str, st.SearchStrategy[tuple[Any, ...]]] = {
     "freeze": st.tuples(st.just("freeze"), ent, st.sampled_from([True, False, False, False])),
     "status": st.tuples(st.just("status"), ent, st.sampled_from(["suspended"] + ["active"] * 3)),
     "limit": st.tuples(st.just("limit"), ent, st.sampled_from([0, 0, 300, 2_000])),
+    # The registry: reports, verification, quotas, the close, the deadline, penalties.
+    "report": st.tuples(st.just("report"), ent, st.integers(0, 400), st.integers(1, 900)),
+    "verify": st.tuples(st.just("verify"), ent, st.sampled_from([True, True, True, False])),
+    "allocate": st.tuples(
+        st.just("allocate"),
+        ent,
+        st.sampled_from(["benchmark", "grandfathering"]),
+        st.integers(0, 700),
+    ),
+    "close": st.tuples(st.just("close")),
+    "enforce": st.tuples(st.just("enforce")),
+    "collect": st.tuples(st.just("collect"), ent),
 }
 # How often each kind comes up: mostly orders and order changes.
 WEIGHTS = {"order": 24, "cancel": 3, "reduce": 3, "reprice": 4, "deposit": 2, "withdraw": 2}
 WEIGHTS |= {"issue": 2, "transfer": 1, "surrender": 1, "retire": 1, "block": 2, "tick": 2}
 WEIGHTS |= {"freeze": 1, "status": 1, "limit": 1}
+WEIGHTS |= {"report": 3, "verify": 3, "allocate": 1, "close": 2, "enforce": 2, "collect": 1}
 kinds = st.sampled_from([k for k, n in WEIGHTS.items() for _ in range(n)])
 op = st.tuples(dt, kinds.flatmap(KINDS.__getitem__))
 streams = st.lists(op, min_size=20, max_size=70)
@@ -140,10 +159,23 @@ def setup_commands() -> list[Event]:
         for s, p, f in INSTRUMENTS
     ]
     for e in ENTERPRISES:
-        out.append(c.OpenAccount(enterprise_id=e))
+        # Registered and approved through the registry (approval opens the account).
+        out.append(
+            r.RegisterEnterprise(enterprise_id=e, name=e, sector="steel", credit_code=CODES[e])
+        )
+        out.append(r.ChangeEnterpriseStatus(enterprise_id=e, action="approve"))
         out.append(c.DepositCash(enterprise_id=e, amount=5_000_000))
         for s, _, _ in INSTRUMENTS:
             out.append(c.IssueCredits(enterprise_id=e, instrument=s, quantity=300, reason="seed"))
+    # The compliance period whose surplus credits are instrument X (vintage 2025).
+    out.append(r.OpenPeriod(period="2025", instrument="X"))
+    # Every verified enterprise gets a quota at the close (its own allocation wins).
+    out.append(
+        r.SetAllocation(
+            period="2025", method="benchmark", params={"benchmark_t_per_unit": "0.7"},
+            sector="steel",
+        )
+    )  # fmt: skip
     return out
 
 
@@ -210,7 +242,7 @@ def resolve(engine: Engine, position: int, time: int, spec: tuple[Any, ...]) -> 
         )
     if kind == "surrender":
         return c.SurrenderCredits(
-            enterprise_id=spec[1], instrument=spec[2], quantity=spec[3], period="2025"
+            enterprise_id=spec[1], instrument=spec[2], quantity=spec[3], period=spec[4]
         )
     if kind == "retire":
         return c.RetireCredits(
@@ -231,6 +263,33 @@ def resolve(engine: Engine, position: int, time: int, spec: tuple[Any, ...]) -> 
         return c.FreezeAccount(enterprise_id=spec[1], frozen=spec[2])
     if kind == "status":
         return c.SetEnterpriseStatus(enterprise_id=spec[1], status=spec[2])
+    if kind == "report":
+        _, who, coal_t, output = spec
+        return r.SubmitReport(
+            enterprise_id=who,
+            period="2025",
+            sources=({"kind": "fuel", "name": "raw_coal", "activity": str(coal_t), "unit": "t"},),
+            output_value=str(output),
+            energy_tce=str(output // 10),
+        )
+    if kind == "verify":
+        return r.VerifyReport(
+            report_id=r.report_id(spec[1], "2025"), accepted=spec[2], note="", verifier="v"
+        )
+    if kind == "allocate":
+        _, who, method, amount = spec
+        params: dict[str, Any] = (
+            {"benchmark_t_per_unit": f"0.{amount % 10}{amount // 10 % 10}"}
+            if method == "benchmark"
+            else {"base_emissions_t": [str(amount), str(amount + 50)], "decline_factor": "0.9"}
+        )
+        return r.SetAllocation(period="2025", method=method, params=params, enterprise_id=who)
+    if kind == "close":
+        return r.ClosePeriod(period="2025")
+    if kind == "enforce":
+        return r.EnforcePeriod(period="2025", force=True)
+    if kind == "collect":
+        return r.CollectPenalty(enterprise_id=spec[1])
     assert kind == "limit"
     return c.SetPositionLimit(enterprise_id=spec[1], limit=spec[2])
 
@@ -314,6 +373,11 @@ class Ledger:
             self.cash_held[who] -= e.released_cash
             self.credits[who, symbol] += e.released_credits
             self.credits_held[who, symbol] -= e.released_credits
+        elif isinstance(e, r.PenaltyCharged):
+            assert e.paid + e.unpaid == e.amount and e.paid >= 0 and e.unpaid >= 0
+            self.cash[e.enterprise_id] -= e.paid
+        elif isinstance(e, r.PenaltyCollected):
+            self.cash[e.enterprise_id] -= e.amount
         elif isinstance(e, OrderRepriced):
             self.price[e.order_id] = e.price
             self.cash[e.enterprise_id] -= e.held_cash_delta
@@ -530,5 +594,13 @@ def test_streams_exercise_the_engine() -> None:
         "CreditsSurrendered",
         "CreditsRetired",
         "CashWithdrawn",
+        # the registry's side
+        "ReportSubmitted",
+        "ReportVerified",
+        "QuotaComputed",
+        "PeriodClosed",
+        "ObligationCreated",
+        "PeriodEnforced",
+        "PenaltyCharged",
     ):
         assert counts[kind] > 0, kind
