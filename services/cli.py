@@ -271,8 +271,9 @@ def serve(db_url: str, host: str, port: int, kafka: str | None, calendar: str, d
 def replay(db_url: str, calendar: str, as_of: str, out: str | None) -> None:
     """Rebuild the state as of a point and print it (or write it, --out) as JSON.
 
-    Every balance (cash available and held), holding (with serial ranges), open order
-    and market's previous close, exactly as it stood right after the command that
+    Every balance (cash available and held), holding (with serial ranges), open order,
+    compliance obligation and market's previous close, exactly as it stood right after
+    the command that
     journal position answers (or, for a time, after the commands up to the first one
     stamped later). Every replayed result is checked against the journal: replaying
     under other rules (--calendar) than the journal's fails instead of guessing.
