@@ -35,7 +35,7 @@ def test_sigkill_mid_batch_leaves_tables_equal_to_a_clean_rebuild(
     progress = []
     for _ in range(KILLS):
         process = carbonx("projector", "--db", pg_url, "--batch", "400")
-        time.sleep(rng.uniform(1.0, 2.0))
+        time.sleep(rng.uniform(1.5, 3.0))  # startup takes about a second
         assert process.poll() is None, process.stderr.read() if process.stderr else b""
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
