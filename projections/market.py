@@ -16,8 +16,9 @@ from events import exchange as x
 from events import market as m
 from infra.sqldb import Cursor, SqlDatabase
 from projections.base import Entry, Projection, Table
+from services.exchange.prices import price_band, vwap
 
-__all__ = ["INTERVALS", "Market", "band", "book", "candles", "instruments", "trades"]
+__all__ = ["INTERVALS", "Market", "book", "candles", "instruments", "trades"]
 
 SHANGHAI = timezone(timedelta(hours=8))
 MINUTE = 60_000_000
@@ -298,12 +299,6 @@ class Market(Projection):
 # ---------------------------------------------------------------------------- queries
 
 
-def band(prev_close: int, bps: int) -> tuple[int, int]:
-    """The engine's band: ±bps of the previous close, rounded inwards."""
-    lower = -((-prev_close * (10_000 - bps)) // 10_000)
-    return max(lower, 1), prev_close * (10_000 + bps) // 10_000
-
-
 def instruments(db: SqlDatabase, band_bps: int, symbol: str | None = None) -> list[dict[str, Any]]:
     sql = "SELECT * FROM rm_instruments"
     rows = (
@@ -314,13 +309,8 @@ def instruments(db: SqlDatabase, band_bps: int, symbol: str | None = None) -> li
     found = []
     for row in rows:
         data = dict(zip(INSTRUMENTS.column_names, row, strict=True))
-        low, high = band(data["prev_close"], band_bps)
-        data["band_low"], data["band_high"] = low, high
-        data["vwap"] = (
-            (2 * data["notional"] + data["volume"]) // (2 * data["volume"])
-            if data["volume"]
-            else None
-        )
+        data["band_low"], data["band_high"] = price_band(data["prev_close"], band_bps)
+        data["vwap"] = vwap(data["notional"], data["volume"]) if data["volume"] else None
         found.append(data)
     return found
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from events.codec import decode
 from infra.recorders import Row
@@ -63,7 +63,6 @@ class Projector:
         self.projections = list(projections)
         self.batch = batch
         self.positions: dict[str, int] = {}
-        self._listeners: list[Callable[[list[Entry]], None]] = []
         ensure_tables(self.db, [t for p in self.projections for t in p.tables])
         self.load()
 
@@ -81,10 +80,6 @@ class Projector:
     def position(self) -> int:
         """The position every projection has reached."""
         return min(self.positions.values(), default=0)
-
-    def on_batch(self, listener: Callable[[list[Entry]], None]) -> None:
-        """Call `listener` with each committed batch's entries (live updates, metrics)."""
-        self._listeners.append(listener)
 
     # ------------------------------------------------------------------ work
 
@@ -121,8 +116,6 @@ class Projector:
         for projection in touched:
             self.positions[projection.name] = last
         self.store.poke()
-        for listener in self._listeners:
-            listener(entries)
         return len(entries)
 
     @staticmethod

@@ -62,6 +62,7 @@ from services.exchange import serials
 from services.exchange.book import Book, Order
 from services.exchange.calendar import DaySchedule, iso_day
 from services.exchange.config import EngineConfig
+from services.exchange.prices import price_band, vwap
 from services.registry.registry import AveragePrice, Registry
 
 __all__ = ["Account", "Engine", "Instrument"]
@@ -288,8 +289,7 @@ class Engine:
         for symbol in sorted(self.instruments):
             inst = self.instruments[symbol]
             if inst.day_volume:
-                # VWAP, rounded half-up to the fen.
-                close = (2 * inst.day_notional + inst.day_volume) // (2 * inst.day_volume)
+                close = vwap(inst.day_notional, inst.day_volume)
                 history = inst.history
                 history.append([self.day, inst.day_volume, inst.day_notional])
                 while history[0][0] <= self.day - HISTORY_DAYS:
@@ -343,9 +343,7 @@ class Engine:
         band = inst.bands.get(key)
         if band is None:
             close = inst.previous_close
-            lower = -((-close * (10_000 - bps)) // 10_000)  # ceiling
-            upper = close * (10_000 + bps) // 10_000
-            band = inst.bands[key] = (max(lower, 1), upper)
+            band = inst.bands[key] = price_band(close, bps)
             if len(inst.bands) > 8:  # keep only the current close's bands
                 inst.bands = {k: v for k, v in inst.bands.items() if k[0] == close}
         return band
@@ -1145,8 +1143,7 @@ class Engine:
         window = f"{iso_day(first_day + 1)}..{iso_day(self.day)}"
         if volume == 0:
             return AveragePrice(inst.previous_close, f"no trades {window}: latest close")
-        price = (2 * notional + volume) // (2 * volume)
-        return AveragePrice(price, f"vwap {window}: {volume} t")
+        return AveragePrice(vwap(notional, volume), f"vwap {window}: {volume} t")
 
     # ------------------------------------------------------------------ state
 
