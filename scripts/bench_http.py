@@ -83,6 +83,49 @@ async def _healthz_rate(base: str, clients: int, n: int) -> float:
         return n / (time.perf_counter() - started)
 
 
+def _order_body(run_id: str, number: int, eid: str) -> dict[str, Any]:
+    side = "buy" if number % 2 else "sell"
+    # Prices around the reference (6,000 fen): about a third cross.
+    price = 6_000 + (number % 7 - 2) * (1 if side == "buy" else -1) * 5
+    return {"client_order_id": f"{run_id}-{number}", "enterprise_id": eid,
+            "instrument": "HCC-2025", "side": side, "type": "limit",
+            "quantity": 1 + number % 5, "price": price, "time_in_force": "gtc"}  # fmt: skip
+
+
+async def _batches(
+    base: str, tokens: dict[str, str], clients: int, n: int, size: int
+) -> dict[str, Any]:
+    """Clients placing `size` orders per request through `POST /v1/orders/batch`."""
+    counter = itertools.count()
+    run_id = f"b{time.monotonic_ns()}"
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+
+    async def worker(client: aiohttp.ClientSession, index: int) -> None:
+        eid = ENTERPRISES[index % len(ENTERPRISES)]
+        headers = {"Authorization": f"Bearer {tokens[eid]}"}
+        while (batch := next(counter)) * size < n:
+            body = {"orders": [_order_body(run_id, batch * size + i, eid) for i in range(size)]}
+            started = time.perf_counter()
+            async with client.post("/v1/orders/batch", json=body, headers=headers) as response:
+                await response.read()
+                status = response.status
+            latencies.append(time.perf_counter() - started)
+            statuses[status] = statuses.get(status, 0) + 1
+
+    async with _session(base, clients) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(client, i) for i in range(clients)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "orders_per_s": n / elapsed,
+        "p50_ms": statistics.median(latencies) * 1_000,
+        "p99_ms": latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1_000,
+        "statuses": statuses,
+    }
+
+
 async def _orders(base: str, tokens: dict[str, str], clients: int, n: int) -> dict[str, Any]:
     counter = itertools.count()
     run_id = f"r{time.monotonic_ns()}"
@@ -93,12 +136,7 @@ async def _orders(base: str, tokens: dict[str, str], clients: int, n: int) -> di
         eid = ENTERPRISES[index % len(ENTERPRISES)]
         headers = {"Authorization": f"Bearer {tokens[eid]}"}
         while (number := next(counter)) < n:
-            side = "buy" if number % 2 else "sell"
-            # Prices around the reference (6,000 fen): about a third cross.
-            price = 6_000 + (number % 7 - 2) * (1 if side == "buy" else -1) * 5
-            body = {"client_order_id": f"{run_id}-{number}", "enterprise_id": eid,
-                    "instrument": "HCC-2025", "side": side, "type": "limit",
-                    "quantity": 1 + number % 5, "price": price, "time_in_force": "gtc"}  # fmt: skip
+            body = _order_body(run_id, number, eid)
             started = time.perf_counter()
             async with client.post("/v1/orders", json=body, headers=headers) as response:
                 payload = await response.read()
@@ -125,7 +163,7 @@ async def _orders(base: str, tokens: dict[str, str], clients: int, n: int) -> di
     }
 
 
-def run(db: str, clients: int, n: int) -> dict[str, Any]:
+def run(db: str, clients: int, n: int, batch: int) -> dict[str, Any]:
     tokens = {eid: _token(db, eid) for eid in ENTERPRISES}
     port = free_port()
     server = _serve(db, port)
@@ -135,6 +173,9 @@ def run(db: str, clients: int, n: int) -> dict[str, Any]:
         asyncio.run(_orders(base, tokens, clients, min(200, n)))  # warm up
         health = asyncio.run(_healthz_rate(base, clients, n))
         figures = asyncio.run(_orders(base, tokens, clients, n))
+        if batch:
+            clients_b = max(1, min(clients, 8))
+            figures["batch"] = asyncio.run(_batches(base, tokens, clients_b, n * 5, batch))
     finally:
         server.terminate()
         server.wait(timeout=20)
@@ -146,17 +187,35 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=4_000, help="orders per backend")
     parser.add_argument("--clients", type=int, default=64, help="concurrent HTTP clients")
+    parser.add_argument(
+        "--batch", type=int, default=100,
+        help="orders per request in the batch run (POST /v1/orders/batch); 0 skips it",
+    )  # fmt: skip
     args = parser.parse_args()
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        results["sqlite"] = run(f"sqlite:///{tmp}/bench.db", args.clients, args.n)
+        results["sqlite"] = run(f"sqlite:///{tmp}/bench.db", args.clients, args.n, args.batch)
     with PostgresServer() as server:
-        results["postgres"] = run(server.url, args.clients, args.n)
+        results["postgres"] = run(server.url, args.clients, args.n, args.batch)
     for backend, r in results.items():
         print(f"{backend}: {r['orders_per_s']:,.0f} orders/s (p50 {r['p50_ms']:.1f} ms, "
               f"p99 {r['p99_ms']:.1f} ms; statuses {r['statuses']}); /healthz "
               f"{r['healthz_per_s']:,.0f} req/s, ratio "
               f"{r['orders_per_s'] / r['healthz_per_s']:.2f}")  # fmt: skip
+        if "batch" in r:
+            b = r["batch"]
+            print(f"{backend}, {args.batch} orders per request: {b['orders_per_s']:,.0f} "
+                  f"orders/s (request p50 {b['p50_ms']:.1f} ms, p99 {b['p99_ms']:.1f} ms; "
+                  f"statuses {b['statuses']})")  # fmt: skip
+    extra: dict[str, Any] = {}
+    if args.batch:
+        extra = {
+            "batch_size": args.batch,
+            "sqlite_batch_orders_per_s": round(results["sqlite"]["batch"]["orders_per_s"]),
+            "postgres_batch_orders_per_s": round(results["postgres"]["batch"]["orders_per_s"]),
+            "batch_p50_ms": round(results["postgres"]["batch"]["p50_ms"], 1),
+            "batch_p99_ms": round(results["postgres"]["batch"]["p99_ms"], 1),
+        }
     print(
         orjson.dumps(
             {
@@ -167,6 +226,7 @@ def main() -> None:
                 "sqlite_p50_ms": round(results["sqlite"]["p50_ms"], 1),
                 "sqlite_p99_ms": round(results["sqlite"]["p99_ms"], 1),
                 "healthz_per_s": round(results["postgres"]["healthz_per_s"]),
+                **extra,
             }
         ).decode()
     )

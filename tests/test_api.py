@@ -206,6 +206,10 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, set[str]]] = [
     ("GET", f"/v1/orders?enterprise_id={E1}", None, {"regulator", "trader1", "viewer1"}),
     ("POST", "/v1/orders", {"side": "buy", "quantity": 1, "price": 5_500}, {"trader1"}),
     ("PATCH", "/v1/orders/{order}", {"quantity": 1}, {"trader1"}),
+    ("POST", "/v1/orders/batch",
+     {"orders": [{"client_order_id": "mb", "enterprise_id": E1, "instrument": "HCC-2025",
+                  "side": "buy", "type": "limit", "quantity": 1, "price": 5_500}]},
+     {"trader1"}),
     ("POST", "/v1/cash/deposits", {"enterprise_id": E1, "amount": 10}, {"operator"}),
     ("POST", "/v1/cash/withdrawals", {"enterprise_id": E1, "amount": 10}, {"operator"}),
     ("POST", "/v1/credits/issuances",
@@ -285,6 +289,98 @@ def test_every_endpoint_for_every_role(live: Live) -> None:
         denied = live.client.delete(f"/v1/orders/{order_id}", headers=live.headers(role))
         assert denied.status_code == 403, role
     assert live.client.delete(f"/v1/orders/{order_id}", headers=live.headers("trader1")).is_success
+
+
+def _batch_order(coid: str, eid: str, side: str, quantity: int, **extra: Any) -> dict[str, Any]:
+    order = {"client_order_id": coid, "enterprise_id": eid, "instrument": "HCC-2025",
+             "side": side, "type": "limit", "quantity": quantity, "time_in_force": "gtc"}  # fmt: skip
+    order.update(extra)
+    return order
+
+
+def test_a_batch_is_appended_whole_and_each_order_answered(live: Live) -> None:
+    before = _balances(live, "trader1", E1)
+    batch = {
+        "orders": [
+            _batch_order("b-1", E1, "sell", 30, price=6_000),
+            _batch_order("b-2", E1, "sell", 20, price=6_100),
+            _batch_order("b-3", E1, "sell", 10, price=9_000),  # outside the band
+            _batch_order("b-4", E1, "buy", 5, type="market", time_in_force="ioc"),
+        ]
+    }
+    answer = live.client.post("/v1/orders/batch", headers=live.headers("trader1"), json=batch)
+    assert answer.status_code == 201, answer.text
+    orders = answer.json()["orders"]
+    assert [o["client_order_id"] for o in orders] == ["b-1", "b-2", "b-3", "b-4"]
+    ids = [o["order_id"] for o in orders]
+    assert ids == list(range(ids[0], ids[0] + 4))  # consecutive intake positions
+    assert [o["status"] for o in orders] == ["open", "open", "rejected", "rejected"]
+    # b-4 could only have met the enterprise's own asks (self-trade prevention).
+    assert [o["reject_reason"] for o in orders[2:]] == ["outside_price_band", "no_liquidity"]
+    after = _balances(live, "trader1", E1)
+    assert after["credits"]["HCC-2025"]["held"] == before["credits"]["HCC-2025"]["held"] + 50
+    # Another enterprise's buy trades against the batch's best ask.
+    buy = live.order("trader2", E2, side="buy", quantity=30, price=6_000).json()
+    assert buy["status"] == "filled" and buy["fills"][0]["price"] == 6_000
+
+
+def test_a_bad_batch_appends_nothing(live: Live) -> None:
+    head = live.store.intake.head()
+    good = _batch_order("g-1", E1, "sell", 1, price=6_000)
+    for orders, status, field in (
+        ([good, _batch_order("g-2", E1, "sell", 0, price=6_000)], 422, "orders.1.quantity"),
+        ([good, _batch_order("g-3", E1, "sell", 1)], 422, "orders.1.price"),
+        ([good, _batch_order("g-4", E1, "sell", 1, price=6_000, instrument="NOPE-1")], 422,
+         "orders.1.instrument"),
+        ([good, {**good, "quantity": 2}], 409, None),  # a client order id twice
+        ([good, _batch_order("g-5", E2, "buy", 1, price=6_000)], 403, None),  # not its own
+        ([], 422, "orders"),
+        ([good] * 501, 422, "orders"),
+    ):  # fmt: skip
+        answer = live.client.post(
+            "/v1/orders/batch", headers=live.headers("trader1"), json={"orders": orders}
+        )
+        assert answer.status_code == status, (field, answer.text)
+        assert answer.headers["content-type"] == "application/problem+json"
+        if field is not None:
+            assert field in {e["field"] for e in answer.json()["errors"]}, answer.json()
+    assert live.store.intake.head() == head
+    # An id already used by an earlier order refuses the whole batch too.
+    assert live.order("trader1", E1, client_order_id="used", side="sell", quantity=1,
+                      price=6_000).status_code == 201  # fmt: skip
+    head = live.store.intake.head()
+    reused = {"orders": [_batch_order("fresh", E1, "sell", 1, price=6_000),
+                         _batch_order("used", E1, "sell", 1, price=6_000)]}  # fmt: skip
+    answer = live.client.post("/v1/orders/batch", headers=live.headers("trader1"), json=reused)
+    assert answer.status_code == 409, answer.text
+    assert live.store.intake.head() == head
+
+
+def test_a_batch_with_an_idempotency_key_or_without_waiting(live: Live) -> None:
+    batch = {"orders": [_batch_order(f"k-{i}", E2, "buy", 1, price=5_800) for i in range(3)]}
+    headers = live.headers("trader2", **{"Idempotency-Key": "batch-1"})
+    first = live.client.post("/v1/orders/batch", headers=headers, json=batch)
+    second = live.client.post("/v1/orders/batch", headers=headers, json=batch)
+    assert first.status_code == second.status_code == 201
+    assert first.json() == second.json()
+    mine = live.client.get("/v1/orders", headers=live.headers("trader2")).json()["orders"]
+    assert sorted(o["client_order_id"] for o in mine if o["client_order_id"][:2] == "k-") == [
+        "k-0", "k-1", "k-2"
+    ]  # fmt: skip
+    later = {"orders": [_batch_order(f"w-{i}", E2, "buy", 1, price=5_800) for i in range(2)]}
+    pending = live.client.post(
+        "/v1/orders/batch?wait=false", headers=live.headers("trader2"), json=later
+    )
+    assert pending.status_code == 202, pending.text
+    accepted = pending.json()["orders"]
+    assert [a["status"] for a in accepted] == ["pending", "pending"]
+    last = accepted[-1]["order_id"]
+    for _ in range(200):
+        found = live.client.get(f"/v1/orders/{last}", headers=live.headers("trader2"))
+        if found.status_code == 200:
+            break
+        live.store.wait_for_change(live.store.generation(), 0.05)
+    assert found.json()["client_order_id"] == "w-1"
 
 
 def test_cross_enterprise_writes_are_refused(live: Live) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +24,7 @@ from infra.store import Store
 from projections.market import instruments
 from projections.orders import outcome
 from services.exchange.config import EngineConfig
-from services.exchange.intake import InvalidCommand, validate
+from services.exchange.intake import FieldError, InvalidCommand, validate
 from services.exchange.kafka_intake import KafkaCommandSender
 from services.gateway.auth import TokenCache
 from services.gateway.problems import Problem
@@ -73,7 +74,32 @@ class Gateway:
             await run_in_threadpool(self.sender.submit, [(command, self.clock())])
             return None
         assert self.batcher is not None
-        future = self.batcher.submit(command, self.clock(), symbols)
+        return await self._appended(self.batcher.submit(command, self.clock(), symbols))
+
+    async def send_group(self, commands: list[Event], field: str = "commands") -> int | None:
+        """Validate every command (InvalidCommand names `field.index.name` for each
+        problem; then nothing is sent) and append them together, all or none: the
+        first intake position (None when they went to Kafka)."""
+        named = {getattr(cmd, "instrument", None) for cmd in commands} - {None}
+        if not named <= self._symbols:  # a listing may be new: look once more
+            self._symbols.clear()
+            await run_in_threadpool(self.known_instruments)
+        symbols = self._symbols
+        errors = [
+            FieldError(f"{field}.{index}.{error.field}", error.message)
+            for index, cmd in enumerate(commands)
+            for error in validate(cmd, symbols)
+        ]
+        if errors:
+            raise InvalidCommand(commands[0].type_name, errors)
+        if self.sender is not None:
+            now = self.clock()
+            await run_in_threadpool(self.sender.submit, [(cmd, now) for cmd in commands])
+            return None
+        assert self.batcher is not None
+        return await self._appended(self.batcher.submit_group(commands, self.clock()))
+
+    async def _appended(self, future: Future[int]) -> int:
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), self.wait_timeout)
         except ReusedClientOrderId as reused:

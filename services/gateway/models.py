@@ -100,6 +100,19 @@ class OrderIn(Strict):
     )
 
 
+#: Most orders one batch request may carry.
+MAX_BATCH_ORDERS = 500
+
+
+class OrderBatchIn(Strict):
+    """Orders placed together: validated together (one bad order refuses the whole
+    batch, nothing is appended) and appended in one transaction at consecutive intake
+    positions, in the order given. Each is then decided by the engine on its own: some
+    may trade, some rest, some be rejected."""
+
+    orders: list[OrderIn] = Field(min_length=1, max_length=MAX_BATCH_ORDERS)
+
+
 class OrderPatch(Strict):
     """Exactly one of: `quantity` (reduce, keeps priority) or `price` (loses priority)."""
 
@@ -147,6 +160,17 @@ class OrderAccepted(BaseModel):
     status: Literal["pending"]
     intake_position: int | None = None
     client_order_id: str
+
+
+class OrderBatchOut(BaseModel):
+    """The engine's answer to each order of a batch, in the order sent (a rejected
+    order has status `rejected` and its `reject_reason`)."""
+
+    orders: list[OrderOut]
+
+
+class OrderBatchAccepted(BaseModel):
+    orders: list[OrderAccepted]
 
 
 class OrdersOut(BaseModel):

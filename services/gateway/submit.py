@@ -35,11 +35,16 @@ __all__ = ["IntakeBatcher", "OutcomeWatcher", "ReusedClientOrderId"]
 log = logging.getLogger("carbonx.gateway")
 
 
+#: What the writer thread queues: commands appended together, their time, the future
+#: of their first position.
+_Item = tuple[list[Event], int, Future[int]]
+
+
 class IntakeBatcher:
     def __init__(self, store: Store, max_batch: int = 2_000) -> None:
         self.store = store
         self.max_batch = max_batch
-        self._queue: queue.SimpleQueue[tuple[Event, int, Future[int]] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._recent: dict[tuple[str, str], None] = {}  # insertion-ordered: oldest first
         self.start()
@@ -58,8 +63,14 @@ class IntakeBatcher:
         errors = validate(command, instruments)
         if errors:
             raise InvalidCommand(command.type_name, errors)
+        return self.submit_group([command], time)
+
+    def submit_group(self, commands: list[Event], time: int) -> Future[int]:
+        """Append already validated `commands` together: contiguous positions, one
+        transaction, all or none (a reused client order id refuses the whole group).
+        The future gives the first position."""
         future: Future[int] = Future()
-        self._queue.put((command, time, future))
+        self._queue.put((commands, time, future))
         return future
 
     def _run(self) -> None:
@@ -68,7 +79,8 @@ class IntakeBatcher:
             if item is None:
                 return
             batch = [item]
-            while len(batch) < self.max_batch:
+            size = len(item[0])
+            while size < self.max_batch:
                 try:
                     more = self._queue.get_nowait()
                 except queue.Empty:
@@ -77,33 +89,37 @@ class IntakeBatcher:
                     self._queue.put(None)
                     break
                 batch.append(more)
+                size += len(more[0])
             batch = self._refuse_reused_client_ids(batch)
             if not batch:
                 continue
             try:
-                appended = self.store.intake.append(frame(cmd, time) for cmd, time, _ in batch)
+                appended = self.store.intake.append(
+                    frame(cmd, time) for cmds, time, _ in batch for cmd in cmds
+                )
             except Exception as error:  # the store is down: every waiter learns it
                 log.exception("intake append failed")
                 for _, _, future in batch:
                     _settle(future, exception=error)
                 continue
             assert appended is not None
-            for offset, (_, _, future) in enumerate(batch):
-                _settle(future, result=appended.first + offset)
+            position = appended.first
+            for cmds, _, future in batch:
+                _settle(future, result=position)
+                position += len(cmds)
 
     def close(self) -> None:
         if self._thread is not None and self._thread.is_alive():
             self._queue.put(None)
             self._thread.join(timeout=5)
 
-    def _refuse_reused_client_ids(
-        self, batch: list[tuple[Event, int, Future[int]]]
-    ) -> list[tuple[Event, int, Future[int]]]:
+    def _refuse_reused_client_ids(self, batch: list[_Item]) -> list[_Item]:
         """`client_order_id` is unique per enterprise: one query for the whole batch,
         plus the ids this writer appended that the read models may not show yet."""
         wanted = [
             (cmd.enterprise_id, cmd.client_order_id)
-            for cmd, _, _ in batch
+            for cmds, _, _ in batch
+            for cmd in cmds
             if isinstance(cmd, PlaceOrder)
         ]
         if not wanted:
@@ -115,15 +131,25 @@ class IntakeBatcher:
             used = set()
         kept = []
         for item in batch:
-            cmd, _, future = item
-            if isinstance(cmd, PlaceOrder):
-                key = (cmd.enterprise_id, cmd.client_order_id)
-                if key in used or key in self._recent:
-                    _settle(future, exception=ReusedClientOrderId(*key))
-                    continue
+            keys = [
+                (cmd.enterprise_id, cmd.client_order_id)
+                for cmd in item[0]
+                if isinstance(cmd, PlaceOrder)
+            ]
+            seen: set[tuple[str, str]] = set()
+            reused = None
+            for key in keys:
+                if key in used or key in self._recent or key in seen:
+                    reused = key
+                    break
+                seen.add(key)
+            if reused is not None:
+                _settle(item[2], exception=ReusedClientOrderId(*reused))
+                continue
+            for key in keys:
                 self._recent[key] = None
-                if len(self._recent) > RECENT_IDS:
-                    self._recent.pop(next(iter(self._recent)))
+            while len(self._recent) > RECENT_IDS:
+                self._recent.pop(next(iter(self._recent)))
             kept.append(item)
         return kept
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -83,19 +84,7 @@ async def place_order(
                 422, "Invalid request", "a limit order needs a price",
                 errors=[FieldError("price", "required for a limit order")],
             )  # fmt: skip
-        command = c.PlaceOrder(
-            client_order_id=body.client_order_id,
-            enterprise_id=body.enterprise_id,
-            instrument=body.instrument,
-            side=body.side,
-            order_type=body.type,
-            quantity=body.quantity,
-            price=body.price or 0,
-            time_in_force=body.time_in_force,
-            post_only=body.post_only,
-            expire_at=body.expire_at or 0,
-        )
-        position = await ctx.send(command)
+        position = await ctx.send(_command(body))
         if position is None:  # Kafka: find it again by its client order id
             if not wait:
                 return json({"order_id": None, "status": "pending", "intake_position": None,
@@ -126,6 +115,88 @@ async def place_order(
         if found["status"] == "rejected":
             raise _rejected(found)
         return json(found, 201)
+
+    return await idempotent(request, caller, body.model_dump(), work)
+
+
+def _command(body: m.OrderIn) -> c.PlaceOrder:
+    return c.PlaceOrder(
+        client_order_id=body.client_order_id,
+        enterprise_id=body.enterprise_id,
+        instrument=body.instrument,
+        side=body.side,
+        order_type=body.type,
+        quantity=body.quantity,
+        price=body.price or 0,
+        time_in_force=body.time_in_force,
+        post_only=body.post_only,
+        expire_at=body.expire_at or 0,
+    )
+
+
+@router.post(
+    "/v1/orders/batch",
+    status_code=201,
+    response_model=m.OrderBatchOut,
+    responses={202: {"model": m.OrderBatchAccepted}, **ERRORS},
+    summary="Place up to 500 orders at once, all appended or none; waits for every result",
+)
+async def place_orders(
+    body: m.OrderBatchIn,
+    request: Request,
+    caller: Caller,
+    ctx: Ctx,
+    wait: Annotated[bool, Query(description="false: answer 202 once appended")] = True,
+) -> Response:
+    """One request, one intake transaction, one wait: for clients that quote many
+    orders at once (market makers, a compliance desk covering a shortfall in slices).
+
+    Every order is checked before anything is appended: a field error in any of them
+    (`orders.N.field`), a client order id already used or repeated in the batch (409),
+    or an enterprise the token may not trade for (403) refuses the whole batch. The
+    engine then decides each order on its own, in the order given.
+    """
+    for item in body.orders:
+        caller.require_enterprise(item.enterprise_id, write=True)
+
+    async def work() -> Response:
+        priceless = [
+            FieldError(f"orders.{index}.price", "required for a limit order")
+            for index, item in enumerate(body.orders)
+            if item.type == "limit" and item.price is None
+        ]
+        if priceless:
+            raise Problem(422, "Invalid request", "a limit order needs a price", errors=priceless)
+        commands = [_command(item) for item in body.orders]
+        first = await ctx.send_group(list(commands), field="orders")
+        if first is None:  # Kafka: positions are assigned by the engine's bridge
+            pending = [
+                {"order_id": None, "status": "pending", "intake_position": None,
+                 "client_order_id": item.client_order_id}
+                for item in body.orders
+            ]  # fmt: skip
+            return json({"orders": pending}, 202)
+        positions = range(first, first + len(commands))
+        if not wait:
+            return json(
+                {"orders": [
+                    {"order_id": p, "status": "pending", "intake_position": p,
+                     "client_order_id": item.client_order_id}
+                    for p, item in zip(positions, body.orders, strict=True)
+                ]}, 202,
+            )  # fmt: skip
+        answers = await asyncio.gather(*(ctx.outcome(p) for p in positions))
+        found = [answer.get("order") for answer in answers]
+        if any(order is None for order in found):
+            missing = [p for p, order in zip(positions, found, strict=True) if order is None]
+            by_id = {
+                o["order_id"]: o
+                for o in await run_in_threadpool(read.orders_by_ids, ctx.store.sql, missing)
+            }
+            found = [order or by_id.get(p) for p, order in zip(positions, found, strict=True)]
+            if any(order is None for order in found):
+                raise Problem(500, "Internal Server Error", "an order's result is missing")
+        return json({"orders": found}, 201)
 
     return await idempotent(request, caller, body.model_dump(), work)
 
