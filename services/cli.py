@@ -50,6 +50,34 @@ def listen_options(command: Callable[..., None]) -> Callable[..., None]:
     )(command)
 
 
+workers_option = click.option(
+    "--workers",
+    envvar="CARBONX_HTTP_WORKERS",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="HTTP worker processes sharing the port (env CARBONX_HTTP_WORKERS); each has its "
+    "own store connections and intake writer. Prometheus request counters are per worker.",
+)
+
+
+def _serve_http(app: Any, host: str, port: int, workers: int, env: dict[str, str]) -> None:
+    """Serve `app` in this process, or (workers > 1) as uvicorn worker processes that
+    each build their app from `env` (see services/gateway/workers.py)."""
+    import os
+
+    import uvicorn
+
+    from services.gateway.workers import FACTORY
+
+    common: dict[str, Any] = {"host": host, "port": port, "log_config": None}
+    if workers == 1:
+        uvicorn.run(app(), access_log=False, **common)
+        return
+    os.environ.update(env)  # inherited by the worker processes
+    uvicorn.run(FACTORY, factory=True, workers=workers, access_log=False, **common)
+
+
 calendar_option = click.option(
     "--calendar",
     envvar="CARBONX_CALENDAR",
@@ -196,25 +224,29 @@ def relay(db_url: str, kafka: str, partitions: int, replication: int) -> None:
     "that publishes the journal to carbonx.events.v1.",
 )
 @calendar_option
+@workers_option
 @click.option(
     "--demo",
     is_flag=True,
     help="Always-open calendar, and on an empty store: one listed instrument and a few "
     "enterprises with cash and credits.",
 )
-def serve(db_url: str, host: str, port: int, kafka: str | None, calendar: str, demo: bool) -> None:
+def serve(
+    db_url: str, host: str, port: int, kafka: str | None, calendar: str, workers: int, demo: bool
+) -> None:
     """Run the all-in-one process: HTTP gateway, engine and projections over one store.
 
     Commands go through the store's intake log; a ticker appends a Tick command every
     second so orders expire and trading days close on time; with --kafka the relay
-    publishes the journal too. The dashboard is at /, the API docs at /docs.
+    publishes the journal too. With --workers N the HTTP gateway runs as N worker
+    processes and this process keeps the engine, the projector and the ticker. The
+    dashboard is at /, the API docs at /docs.
     """
-    import uvicorn
-
     from projections import all_projections
     from projections.projector import Projector
     from services.demo import demo_tokens, seed_demo
     from services.gateway.app import create_app
+    from services.gateway.workers import worker_environment
 
     if demo:
         calendar = "always"
@@ -242,15 +274,22 @@ def serve(db_url: str, host: str, port: int, kafka: str | None, calendar: str, d
         ensure_topic(kafka, EVENTS_TOPIC, partitions=3, replication=1)
         relay = Relay(store, kafka)
         threading.Thread(target=relay.run, args=(stop,), name="carbonx-relay", daemon=True).start()
-    app = create_app(store, config=config, kafka=kafka)
-    app.state.engine = runner
     if demo:
         click.echo("demo API tokens (Authorization: Bearer TOKEN; sign in at the dashboard):")
         for role, enterprise, token in demo_tokens(store):
             click.echo(f"  {role:<9} {enterprise or '':<9} {token}")
-    click.echo(f"carbonx serving on http://{host}:{port} (store: {db_url}, calendar: {calendar})")
+    click.echo(
+        f"carbonx serving on http://{host}:{port} (store: {db_url}, calendar: {calendar}, "
+        f"HTTP workers: {workers})"
+    )
     try:
-        uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+        _serve_http(
+            lambda: create_app(store, config=config, kafka=kafka),
+            host,
+            port,
+            workers,
+            worker_environment(db_url, calendar, kafka, commands_over_kafka=False),
+        )
     finally:
         stop.set()
         engine_thread.join(timeout=10)
@@ -304,6 +343,7 @@ def replay(db_url: str, calendar: str, as_of: str, out: str | None) -> None:
 @db_option
 @listen_options
 @calendar_option
+@workers_option
 @click.option(
     "--kafka",
     envvar="CARBONX_KAFKA_BOOTSTRAP",
@@ -311,24 +351,31 @@ def replay(db_url: str, calendar: str, as_of: str, out: str | None) -> None:
     help="Kafka bootstrap HOST:PORT (env CARBONX_KAFKA_BOOTSTRAP): commands go to the "
     "topic carbonx.commands.v1 (for `carbonx engine --kafka`) instead of the store.",
 )
-def gateway(db_url: str, host: str, port: int, calendar: str, kafka: str | None) -> None:
+def gateway(
+    db_url: str, host: str, port: int, calendar: str, workers: int, kafka: str | None
+) -> None:
     """Run the HTTP gateway alone, for deployments where the engine, the projector and
     the relay run as their own processes (`carbonx engine`, `projector`, `relay`).
 
     Reads come from the read models in the store; writes go to the intake log, or with
     --kafka to the command topic (an order is then found again by its client order id;
-    other writes answer 202 once the broker has them).
+    other writes answer 202 once the broker has them). --workers N runs N gateway
+    processes on the one port.
     """
-    import uvicorn
-
     from services.gateway.app import create_app
+    from services.gateway.workers import worker_environment
 
     configure_logging()
     with open_store(db_url) as store:
-        app = create_app(
-            store, config=_engine_config(calendar), kafka=kafka, commands_over_kafka=bool(kafka)
+        _serve_http(
+            lambda: create_app(
+                store, config=_engine_config(calendar), kafka=kafka, commands_over_kafka=bool(kafka)
+            ),
+            host,
+            port,
+            workers,
+            worker_environment(db_url, calendar, kafka, commands_over_kafka=bool(kafka)),
         )
-        uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
 
 
 @main.command()

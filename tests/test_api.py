@@ -293,9 +293,8 @@ def test_every_endpoint_for_every_role(live: Live) -> None:
 
 def _batch_order(coid: str, eid: str, side: str, quantity: int, **extra: Any) -> dict[str, Any]:
     order = {"client_order_id": coid, "enterprise_id": eid, "instrument": "HCC-2025",
-             "side": side, "type": "limit", "quantity": quantity, "time_in_force": "gtc"}  # fmt: skip
-    order.update(extra)
-    return order
+             "side": side, "type": "limit", "quantity": quantity}  # fmt: skip
+    return {**order, "time_in_force": "gtc", **extra}
 
 
 def test_a_batch_is_appended_whole_and_each_order_answered(live: Live) -> None:

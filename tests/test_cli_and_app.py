@@ -74,48 +74,107 @@ def test_verify_exit_status_follows_the_chain(store_url: str) -> None:
     assert "journal: BROKEN at position 20" in broken.output
 
 
-def test_serve_process_answers_healthz_on_a_fresh_data_dir(tmp_path: Path) -> None:
-    """What `make run` does, minus the install: a real process on a real port."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "serve", "--demo", "--port", str(port)],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    lines: list[str] = []
-    reader = threading.Thread(
-        target=lambda: lines.extend(line.decode() for line in process.stdout or []), daemon=True
-    )
-    reader.start()
-    try:
+class _Serving:
+    """A `carbonx serve` child process on a free port, with its output collected."""
+
+    def __init__(self, cwd: Path, *options: str) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "serve", "--demo", "--port", str(self.port),
+             *options],
+            cwd=cwd,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        self.lines: list[str] = []
+        process = self.process
+        threading.Thread(
+            target=lambda: self.lines.extend(line.decode() for line in process.stdout or []),
+            daemon=True,
+        ).start()
+
+    def wait_ready(self) -> None:
         deadline = time.monotonic() + 30
         while True:
             try:
-                response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
+                if httpx.get(f"{self.base}/readyz", timeout=1).status_code == 200:
+                    return
             except httpx.TransportError:
-                assert process.poll() is None, "".join(lines)
-                assert time.monotonic() < deadline, "serve did not come up in 30 s"
-                time.sleep(0.1)
-        base = f"http://127.0.0.1:{port}"
-        assert response.status_code == 200
+                pass
+            assert self.process.poll() is None, "".join(self.lines)
+            assert time.monotonic() < deadline, "serve did not come up in 30 s"
+            time.sleep(0.1)
+
+    def token(self, role: str, enterprise: str) -> dict[str, str]:
+        (token,) = [ln.split()[-1] for ln in self.lines if ln.split()[:2] == [role, enterprise]]
+        return {"Authorization": f"Bearer {token}"}
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGINT)
+        self.process.wait(timeout=15)
+
+
+def _order(enterprise: str, coid: str, side: str, quantity: int, price: int) -> dict[str, object]:
+    return {"client_order_id": coid, "enterprise_id": enterprise, "instrument": "HCC-2025",
+            "side": side, "type": "limit", "quantity": quantity, "price": price}  # fmt: skip
+
+
+def test_serve_process_answers_healthz_on_a_fresh_data_dir(tmp_path: Path) -> None:
+    """What `make run` does, minus the install: a real process on a real port."""
+    serving = _Serving(tmp_path)
+    try:
+        serving.wait_ready()
+        base = serving.base
+        assert httpx.get(f"{base}/healthz").status_code == 200
         assert httpx.get(f"{base}/readyz").json()["ready"] is True
         assert (tmp_path / "data" / "carbonx.db").exists()
         # The demo prints a token per role: a trader's works, the dashboard is served.
-        (trader,) = [ln.split()[-1] for ln in lines if ln.split()[:2] == ["trader", "E-DEMO-1"]]
-        headers = {"Authorization": f"Bearer {trader}"}
+        headers = serving.token("trader", "E-DEMO-1")
         assert httpx.get(f"{base}/v1/me", headers=headers).json() == {
             "role": "trader", "enterprise_id": "E-DEMO-1"}  # fmt: skip
-        order = {"client_order_id": "first", "enterprise_id": "E-DEMO-1", "instrument": "HCC-2025",
-                 "side": "sell", "type": "limit", "quantity": 5, "price": 6_000}  # fmt: skip
+        order = _order("E-DEMO-1", "first", "sell", 5, 6_000)
         placed = httpx.post(f"{base}/v1/orders", json=order, headers=headers, timeout=15)
         assert placed.status_code == 201 and placed.json()["status"] == "open", placed.text
         assert "<html" in httpx.get(f"{base}/").text.lower()
     finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=15)
+        serving.stop()
+
+
+def test_serve_with_http_worker_processes(store_url: str, tmp_path: Path) -> None:
+    """`serve --workers 3`: three gateway processes share the port, the engine and the
+    projector stay in the parent; orders sent to any worker meet in one book, and each
+    request still waits for its own result."""
+    serving = _Serving(tmp_path, "--workers", "3", "--db", store_url)
+    try:
+        serving.wait_ready()
+        children = (
+            Path(f"/proc/{serving.process.pid}/task/{serving.process.pid}/children")
+            .read_text()
+            .split()
+        )
+        assert len(children) >= 3, children  # the workers (plus any helper process)
+        seller, buyer = serving.token("trader", "E-DEMO-1"), serving.token("trader", "E-DEMO-2")
+        # Many requests over fresh connections, so that every worker takes some.
+        sells = [
+            httpx.post(f"{serving.base}/v1/orders", headers=seller, timeout=15,
+                       json=_order("E-DEMO-1", f"s{i}", "sell", 2, 6_000 + i))
+            for i in range(12)
+        ]  # fmt: skip
+        assert all(r.status_code == 201 and r.json()["status"] == "open" for r in sells)
+        batch = {"orders": [_order("E-DEMO-2", "b", "buy", 24, 6_011)]}
+        url = f"{serving.base}/v1/orders/batch"
+        bought = httpx.post(url, headers=buyer, json=batch, timeout=15)
+        assert bought.status_code == 201, bought.text
+        (order,) = bought.json()["orders"]
+        assert order["status"] == "filled"
+        assert [f["price"] for f in order["fills"]] == [6_000 + i for i in range(12)]
+        book = httpx.get(f"{serving.base}/v1/markets/HCC-2025/book", headers=buyer).json()
+        assert book["asks"] == []
+    finally:
+        serving.stop()
+    assert serving.process.returncode is not None
 
 
 def test_readyz_names_an_unreachable_broker(tmp_path: Path, broker) -> None:  # type: ignore[no-untyped-def]
