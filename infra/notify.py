@@ -4,20 +4,32 @@ A :class:`Notifier` is a generation counter under a condition variable: writers 
 process bump it after each commit; a :class:`PostgresListener` bumps it when PostgreSQL
 delivers a NOTIFY from a writer in any process. Readers remember the generation they
 saw before looking at the log and wait for it to change, so a commit between their read
-and their wait is never missed. `poll` bounds every wait, which covers writers in other
-processes on SQLite (which has no NOTIFY).
+and their wait is never missed.
+
+SQLite has no NOTIFY: there a :class:`DatagramBroadcast` carries every poke to the other
+processes using the same database file, as one-byte datagrams on Unix sockets found in
+a directory named after the file. `poll` still bounds every wait, in case a wake-up is
+lost (a datagram dropped, a process that cannot create its socket).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import itertools
+import os
+import socket
+import tempfile
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg.sql import SQL, Identifier
 
-__all__ = ["Notifier", "PostgresListener"]
+__all__ = ["DatagramBroadcast", "Notifier", "PostgresListener"]
 
 
 class Notifier:
@@ -26,8 +38,17 @@ class Notifier:
         self.generation = 0
         self._condition = threading.Condition()
         self._closed = False
+        #: Called after every local poke: tells other processes (see DatagramBroadcast).
+        self.broadcast: Callable[[], None] | None = None
 
     def poke(self) -> None:
+        """Something changed here: wake this process's readers, and other processes'."""
+        self.wake()
+        if self.broadcast is not None:
+            self.broadcast()
+
+    def wake(self) -> None:
+        """Wake this process's readers only (a change another process announced)."""
         with self._condition:
             self.generation += 1
             self._condition.notify_all()
@@ -81,3 +102,98 @@ class PostgresListener:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=2)
+
+
+_sockets = itertools.count()
+
+
+class DatagramBroadcast:
+    """Wake-ups between the processes sharing one SQLite file.
+
+    Each process binds a Unix datagram socket in a directory derived from the database
+    path (in the temp dir: socket paths are limited to ~100 bytes) and, whenever it
+    pokes its :class:`Notifier`, sends one byte to every other socket there. A receiver
+    thread turns each datagram into a local wake-up. A socket whose process has gone is
+    removed by the first sender that finds it dead. Everything here is best effort: if
+    it fails, readers still see changes within their poll period.
+    """
+
+    #: How often the list of peer sockets is re-read from the directory (seconds).
+    REFRESH = 0.5
+
+    def __init__(self, database: str, notifier: Notifier) -> None:
+        digest = hashlib.sha256(os.path.abspath(database).encode()).hexdigest()[:16]
+        self.directory = Path(tempfile.gettempdir()) / f"carbonx-wake-{digest}"
+        self._notifier = notifier
+        self._peers: list[str] = []
+        self._peers_read = 0.0
+        self._lock = threading.Lock()
+        self.path = str(self.directory / f"{os.getpid()}-{next(_sockets)}")
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            self._bind()
+        except OSError:
+            self._socket.close()
+            raise
+        self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sender.setblocking(False)
+        self._closed = False
+        self._thread = threading.Thread(target=self._receive, name="carbonx-wake", daemon=True)
+        self._thread.start()
+        notifier.broadcast = self.send
+
+    def _bind(self) -> None:
+        for attempt in range(2):
+            self.directory.mkdir(mode=0o700, exist_ok=True)
+            try:
+                self._socket.bind(self.path)
+                return
+            except FileNotFoundError:  # the last peer just removed the directory
+                if attempt:
+                    raise
+
+    def send(self) -> None:
+        """Tell every other process on this database that something changed."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._peers_read > self.REFRESH:
+                try:
+                    names = os.listdir(self.directory)
+                except OSError:
+                    names = []
+                self._peers = [
+                    str(self.directory / n) for n in names if str(self.directory / n) != self.path
+                ]
+                self._peers_read = now
+            peers = list(self._peers)
+        for peer in peers:
+            try:
+                self._sender.sendto(b"!", peer)
+            except (ConnectionRefusedError, FileNotFoundError):
+                with contextlib.suppress(OSError):  # its process is gone
+                    os.unlink(peer)
+                with self._lock:
+                    self._peers = [p for p in self._peers if p != peer]
+            except OSError:  # its queue is full: it has wake-ups pending anyway
+                pass
+
+    def _receive(self) -> None:
+        while not self._closed:
+            try:
+                self._socket.recv(64)
+            except OSError:
+                return
+            self._notifier.wake()
+
+    def close(self) -> None:
+        self._closed = True
+        self._notifier.broadcast = None
+        with contextlib.suppress(OSError):  # wakes the receiver, which sees it is closed
+            self._sender.sendto(b"", self.path)
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+        with contextlib.suppress(OSError):  # the last one out removes the directory
+            self.directory.rmdir()
+        self._socket.close()
+        self._sender.close()
+        self._thread.join(timeout=1)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import threading
 import time
@@ -29,9 +30,11 @@ from eventsourcing.sqlite import SQLiteDatastore
 
 from events.chain import ChainReport, ChainWalker
 from events.codec import Decoded, Pending, decode
-from infra.notify import Notifier, PostgresListener
+from infra.notify import DatagramBroadcast, Notifier, PostgresListener
 from infra.recorders import Appended, LogRecorder, PostgresLogRecorder, Row, SQLiteLogRecorder
 from infra.sqldb import PostgresDatabase, SqlDatabase, SQLiteDatabase
+
+log = logging.getLogger("carbonx.store")
 
 __all__ = ["DEFAULT_URL", "Log", "Store", "Tracking", "open_store"]
 
@@ -279,7 +282,14 @@ def _open_sqlite(url: str, path: str, query: dict[str, list[str]], names: tuple[
             recorder.create_table()
             recorders[name] = recorder
     sql = SQLiteDatabase(db_name, uri=db_name.startswith("file:"), timeout=30.0)
-    return Store(url, recorders, Notifier(poll=0.02), [datastore.close, sql.close], sql)
+    notifier = Notifier(poll=0.02)
+    closers: list[Any] = [datastore.close, sql.close]
+    if not db_name.startswith("file:"):  # a file other processes may open too
+        try:
+            closers.insert(0, DatagramBroadcast(db_name, notifier).close)
+        except OSError:
+            log.warning("no cross-process wake-ups for %s: polling instead", db_name)
+    return Store(url, recorders, notifier, closers, sql)
 
 
 def _conninfo(datastore: PostgresDatastore) -> dict[str, Any]:

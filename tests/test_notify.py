@@ -1,0 +1,60 @@
+"""Wake-ups between processes that share one SQLite file (SQLite has no NOTIFY)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from pathlib import Path
+
+from events import frame
+from events.accounts import CashDeposited
+from infra.notify import DatagramBroadcast, Notifier
+from infra.store import Store, open_store
+
+
+def _deposit(store: Store, amount: int) -> None:
+    store.journal.append([frame(CashDeposited(enterprise_id="E1", amount=amount), amount)])
+
+
+def test_an_append_in_one_store_wakes_a_reader_of_another(tmp_path: Path) -> None:
+    """Two stores on one file stand for two processes: each has its own notifier. The
+    reader's poll period is made far longer than its wait, so only a wake-up sent by
+    the writer can end the wait in time."""
+    url = f"sqlite:///{tmp_path}/shared.db"
+    with open_store(url) as reader, open_store(url) as writer:
+        reader._notifier.poll = 60.0  # only a wake-up can end the wait in time
+        woke = threading.Event()
+
+        def wait() -> None:
+            if reader.journal.wait(2, timeout=20):
+                woke.set()
+
+        waiting = threading.Thread(target=wait)
+        waiting.start()
+        _deposit(writer, 1)
+        _deposit(writer, 2)
+        waiting.join(timeout=30)
+        assert woke.is_set()
+        generation = reader.generation()
+        writer.poke()  # a change that is not an append (the projector's commits)
+        assert reader.wait_for_change(generation, 20) != generation
+
+
+def test_a_dead_peer_socket_is_removed_and_the_directory_cleared(tmp_path: Path) -> None:
+    database = str(tmp_path / "shared.db")
+    mine, theirs = Notifier(poll=60.0), Notifier(poll=60.0)
+    broadcast = DatagramBroadcast(database, mine)
+    peer = DatagramBroadcast(database, theirs)
+    directory = broadcast.directory
+    dead = directory / "999999999-0"
+    gone = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    gone.bind(str(dead))
+    gone.close()  # bound, then its process died: the file stays behind
+    mine.poke()
+    assert theirs.wait(0, 20) == 1  # the live peer woke
+    assert not dead.exists()
+    assert sorted(os.listdir(directory)) == sorted(Path(b.path).name for b in (broadcast, peer))
+    peer.close()
+    broadcast.close()
+    assert not directory.exists()
