@@ -42,10 +42,10 @@ def _token(db: str, enterprise: str) -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
-def _serve(db: str, port: int) -> subprocess.Popen[bytes]:
+def _serve(db: str, port: int, workers: int = 1) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "services.cli", "serve", "--demo", "--db", db,
-         "--port", str(port)],
+         "--port", str(port), "--workers", str(workers)],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
 
@@ -163,10 +163,10 @@ async def _orders(base: str, tokens: dict[str, str], clients: int, n: int) -> di
     }
 
 
-def run(db: str, clients: int, n: int, batch: int) -> dict[str, Any]:
+def run(db: str, clients: int, n: int, batch: int, workers: int) -> dict[str, Any]:
     tokens = {eid: _token(db, eid) for eid in ENTERPRISES}
     port = free_port()
-    server = _serve(db, port)
+    server = _serve(db, port, workers)
     base = f"http://127.0.0.1:{port}"
     try:
         asyncio.run(_wait_ready(base))
@@ -191,12 +191,16 @@ def main() -> None:
         "--batch", type=int, default=100,
         help="orders per request in the batch run (POST /v1/orders/batch); 0 skips it",
     )  # fmt: skip
+    parser.add_argument(
+        "--workers", type=int, default=1, help="HTTP worker processes of `carbonx serve`"
+    )
     args = parser.parse_args()
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        results["sqlite"] = run(f"sqlite:///{tmp}/bench.db", args.clients, args.n, args.batch)
+        sqlite = f"sqlite:///{tmp}/bench.db"
+        results["sqlite"] = run(sqlite, args.clients, args.n, args.batch, args.workers)
     with PostgresServer() as server:
-        results["postgres"] = run(server.url, args.clients, args.n, args.batch)
+        results["postgres"] = run(server.url, args.clients, args.n, args.batch, args.workers)
     for backend, r in results.items():
         print(f"{backend}: {r['orders_per_s']:,.0f} orders/s (p50 {r['p50_ms']:.1f} ms, "
               f"p99 {r['p99_ms']:.1f} ms; statuses {r['statuses']}); /healthz "
