@@ -243,14 +243,13 @@ class OutcomeWatcher:
 
     def _lookup(self, causes: list[int]) -> dict[int, dict[str, Any]]:
         db = self.store.sql
-        positions = [p for (p,) in db.query("SELECT position FROM rm_tracking")]
-        if not positions:
-            return {}
-        reached = min(positions)
+        # Answered, and every read model has reached the answer (no read model yet:
+        # MIN is NULL and nothing counts as answered).
         rows = db.query(
             "SELECT cause, first_position, last_position, result_type, reject_reason, detail "
-            "FROM rm_outcomes WHERE cause >= %s AND cause <= %s AND last_position <= %s",
-            (causes[0], causes[-1], reached),
+            "FROM rm_outcomes WHERE cause >= %s AND cause <= %s "
+            "AND last_position <= (SELECT MIN(position) FROM rm_tracking)",
+            (causes[0], causes[-1]),
         )
         wanted = set(causes)
         found = {
