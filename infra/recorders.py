@@ -106,8 +106,20 @@ class LogRecorder(Protocol):
     def read(self, after: int, limit: int, upto: int | None = None) -> list[Row]:
         """Entries with after < position (<= upto), in order, at most `limit`."""
 
+    def scan(self, after: int, limit: int, upto: int | None = None) -> list[tuple[int, bytes]]:
+        """(position, stored payload) of the entries :meth:`read` would return: the
+        chain verifier's read, without the topic and the row objects."""
+
+    def chain_job(self) -> dict[str, Any] | None:
+        """Where a worker process finds this log (see :mod:`infra.chain_worker`), or
+        None when no other process can open it (an in-memory database)."""
+
     def head(self) -> tuple[int, str]:
         """(last position, its hash), or (0, GENESIS) for an empty log."""
+
+    def last_position(self) -> int:
+        """The last position (0 for an empty log), without reading its entry: the
+        verifier needs it even when that entry's seal was destroyed."""
 
     def tracking(self, reader: str) -> int:
         """The tracking position recorded for `reader` (0 when none)."""
@@ -200,11 +212,20 @@ class PostgresLogRecorder(PostgresProcessRecorder):
         self._head = SQL(
             "SELECT notification_id, state FROM {0} ORDER BY notification_id DESC LIMIT 1"
         ).format(table)
+        self._last = SQL("SELECT max(notification_id) FROM {0}").format(table)
         self._read = SQL(
             "SELECT notification_id, topic, state FROM {0} "
             "WHERE notification_id > %s AND notification_id <= %s "
             "ORDER BY notification_id LIMIT %s"
         ).format(table)
+        self._scan = SQL(
+            "SELECT notification_id, state FROM {0} "
+            "WHERE notification_id > %s AND notification_id <= %s "
+            "ORDER BY notification_id LIMIT %s"
+        ).format(table)
+        self._table_name = ".".join(
+            '"' + part.replace('"', '""') + '"' for part in (datastore.schema, events_table_name)
+        )
         # Every link of the chain checked inside PostgreSQL: each entry's stored hash
         # must be sha256(previous entry's stored hash ‖ its canonical body), and the
         # positions must run 1, 2, 3 … without a gap. Links are independent given the
@@ -267,6 +288,23 @@ class PostgresLogRecorder(PostgresProcessRecorder):
             c.execute(self._head, prepare=True)
             return _head_from(c.fetchone())
 
+    def last_position(self) -> int:
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as c:
+            c.execute(self._last, prepare=True)
+            row = c.fetchone()
+            return int(row[0]) if row is not None and row[0] is not None else 0
+
+    def scan(self, after: int, limit: int, upto: int | None = None) -> list[tuple[int, bytes]]:
+        stop = upto if upto is not None else 2**63 - 1
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as c:
+            c.execute(self._scan, (after, stop, limit), prepare=True, binary=True)
+            return c.fetchall()
+
+    def chain_job(self) -> dict[str, Any] | None:
+        kwargs: Any = self.datastore.pool.kwargs
+        conninfo = {k: kwargs[k] for k in ("dbname", "host", "port", "user", "password")}
+        return {"backend": "postgresql", "conninfo": conninfo, "table": self._table_name}
+
     def tracking(self, reader: str) -> int:
         return self.max_tracking_id(reader) or 0
 
@@ -275,7 +313,7 @@ class PostgresLogRecorder(PostgresProcessRecorder):
         in the database. Links are independent given the stored hashes, so the log is
         split into `parts` ranges checked at once on their own connections (each range
         starts one entry early, for the hash its first link needs)."""
-        last, _ = self.head()
+        last = self.last_position()
         size = max(1, -(-last // parts))
         ranges = [(first, min(first + size - 1, last)) for first in range(1, last + 1, size)]
 
@@ -384,8 +422,13 @@ class SQLiteLogRecorder(SQLiteProcessRecorder):
         self._insert_many = insert + _values(_ROWS_PER_INSERT)
         self._insert_one = insert + _values(1)
         self._head = f"SELECT rowid, state FROM {events_table_name} ORDER BY rowid DESC LIMIT 1"
+        self._last = f"SELECT max(rowid) FROM {events_table_name}"
         self._read = (
             f"SELECT rowid, topic, state FROM {events_table_name} "
+            "WHERE rowid > ? AND rowid <= ? ORDER BY rowid LIMIT ?"
+        )
+        self._scan = (
+            f"SELECT rowid, state FROM {events_table_name} "
             "WHERE rowid > ? AND rowid <= ? ORDER BY rowid LIMIT ?"
         )
         # The library's pool already serialises writers in this process; this lock
@@ -436,6 +479,30 @@ class SQLiteLogRecorder(SQLiteProcessRecorder):
     def head(self) -> tuple[int, str]:
         with self.datastore.get_connection(commit=False) as conn:
             return _head_from(conn._sqlite_conn.execute(self._head).fetchone())
+
+    def last_position(self) -> int:
+        with self.datastore.get_connection(commit=False) as conn:
+            row = conn._sqlite_conn.execute(self._last).fetchone()
+            return int(row[0]) if row is not None and row[0] is not None else 0
+
+    def scan(self, after: int, limit: int, upto: int | None = None) -> list[tuple[int, bytes]]:
+        stop = upto if upto is not None else 2**63 - 1
+        with self.datastore.get_connection(commit=False) as conn:
+            cursor = conn._sqlite_conn.cursor()
+            cursor.row_factory = None  # plain tuples, not the library's sqlite3.Row
+            return cursor.execute(self._scan, (after, stop, limit)).fetchall()
+
+    def chain_job(self) -> dict[str, Any] | None:
+        pool = self.datastore.pool
+        if pool.is_sqlite_memory_mode:
+            return None
+        return {
+            "backend": "sqlite",
+            "database": pool.db_name,
+            "uri": True,  # as the library opens it
+            "timeout": pool.lock_timeout or 5,
+            "table": self.events_table_name,
+        }
 
     def tracking(self, reader: str) -> int:
         return self.max_tracking_id(reader) or 0

@@ -28,8 +28,10 @@ from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.sqlite import SQLiteDatastore
 
-from events.chain import ChainReport, ChainWalker
+from events.chain import ChainReport
 from events.codec import Decoded, Pending, decode
+from infra.chain_worker import check_range
+from infra.chainscan import default_workers, merge, plan, verify_in_workers
 from infra.notify import DatagramBroadcast, Notifier, PostgresListener
 from infra.recorders import Appended, LogRecorder, PostgresLogRecorder, Row, SQLiteLogRecorder
 from infra.sqldb import PostgresDatabase, SqlDatabase, SQLiteDatabase
@@ -41,6 +43,8 @@ __all__ = ["DEFAULT_URL", "Log", "Store", "Tracking", "open_store"]
 DEFAULT_URL = "sqlite:///./data/carbonx.db"
 #: intake: commands; journal: results; snapshots: engine state for fast restart.
 LOG_NAMES = ("intake", "journal", "snapshots")
+#: Below this many entries a chain is walked in-process: starting workers costs more.
+PARALLEL_FROM = 200_000
 
 
 class Log:
@@ -98,7 +102,8 @@ class Log:
 
     @property
     def position(self) -> int:
-        return self.head()[0]
+        """The last position (0 when empty)."""
+        return self._recorder.last_position()
 
     def tracking(self, reader: str) -> int:
         """The position that `reader` recorded together with its appends to this log."""
@@ -145,12 +150,22 @@ class Log:
                 continue
             self._notifier.wait(seen, idle)
 
-    def verify(self, batch: int = 50_000, progress: Any = None) -> ChainReport:
-        """Walk the whole chain; the report names the first broken position if any.
+    def verify(
+        self,
+        batch: int = 50_000,
+        progress: Any = None,
+        workers: int | None = None,
+        parallel_from: int = PARALLEL_FROM,
+    ) -> ChainReport:
+        """Walk the whole chain, up to the head at the start; the report names the first
+        broken position if any.
 
-        On PostgreSQL every link is first checked inside the database in one pass; only
-        when that finds a break does the walk below run, to name it exactly.
+        From `parallel_from` entries on, the chain is cut into ranges checked at once by
+        `workers` processes (default: one per core; see :mod:`infra.chainscan`), with the
+        same report as one walk. On PostgreSQL every link is first checked inside the
+        database; only when that finds a break does a walk run, to name it exactly.
         """
+        head = self.position
         in_database = getattr(self._recorder, "first_broken_link", None)
         if in_database is not None:
             count, broken = in_database()
@@ -159,13 +174,26 @@ class Log:
                 if progress is not None:
                     progress(count)
                 return ChainReport(True, count, position, digest)
-        walker = ChainWalker()
-        for rows in self.pages(0, None, batch):
-            if not walker.feed((row.position, row.payload) for row in rows):
-                break
-            if progress is not None:
-                progress(len(rows))
-        return walker.report()
+        workers = default_workers() if workers is None else workers
+        job = self._recorder.chain_job()
+        if job is not None and workers > 1 and head >= max(parallel_from, 2):
+            flags = ("-S",) if job["backend"] == "sqlite" else ()
+            return verify_in_workers({**job, "page": batch}, plan(head, workers), progress, flags)
+        pages = self._scan(head, batch)
+        return merge([(1, head)], [check_range(pages, 1, head, self._next, progress)])
+
+    def _scan(self, upto: int, batch: int) -> Iterator[list[tuple[int, bytes]]]:
+        after = 0
+        while after < upto:
+            rows = self._recorder.scan(after, batch, upto)
+            if not rows:
+                return
+            yield rows
+            after = rows[-1][0]
+
+    def _next(self, after: int) -> tuple[int, bytes] | None:
+        rows = self._recorder.scan(after, 1)
+        return rows[0] if rows else None
 
 
 class Store:
