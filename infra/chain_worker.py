@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from itertools import count
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, Protocol
@@ -81,7 +80,7 @@ def check_range(
             position, payload = rows[0]
             try:
                 _, seed = chain.unseal(bytes(payload))
-            except ValueError:
+            except (TypeError, ValueError):  # not bytes, or no seal
                 return _unseeded(first)
             if position != first - 1:
                 return _unseeded(first)
@@ -126,9 +125,6 @@ def _unseeded(first: int) -> dict[str, Any]:
 class RangeReader(Protocol):
     """What a worker reads from one backend, all inside one snapshot of the log."""
 
-    def count(self, first: int, last: int) -> int:
-        """How many entries are stored at positions ``first..last``."""
-
     def payloads(self, first: int, last: int, page: int) -> Iterator[list[tuple[bytes]]]:
         """Pages of the stored payloads at positions ``first..last``, in order."""
 
@@ -148,10 +144,6 @@ class SQLiteRange:
         conn.isolation_level = None
         conn.execute("BEGIN")
 
-    def count(self, first: int, last: int) -> int:
-        sql = f"SELECT count(*) FROM {self._table} WHERE rowid >= ? AND rowid <= ?"
-        return int(self._conn.execute(sql, (first, last)).fetchone()[0])
-
     def payloads(self, first: int, last: int, page: int) -> Iterator[list[tuple[bytes]]]:
         sql = f"SELECT state FROM {self._table} WHERE rowid >= ? AND rowid <= ? ORDER BY rowid"
         return self._pages(sql, (first, last), page)
@@ -165,7 +157,7 @@ class SQLiteRange:
     def next_entry(self, after: int) -> tuple[int, bytes] | None:
         sql = f"SELECT rowid, state FROM {self._table} WHERE rowid > ? ORDER BY rowid LIMIT 1"
         row = self._conn.execute(sql, (after,)).fetchone()
-        return None if row is None else (int(row[0]), bytes(row[1]))
+        return None if row is None else (int(row[0]), row[1])
 
     def _pages(self, sql: str, args: tuple[int, int], page: int) -> Iterator[Any]:
         cursor = self._conn.cursor()
@@ -188,13 +180,6 @@ class PostgresRange:
         conn.isolation_level = IsolationLevel.REPEATABLE_READ
         conn.read_only = True
 
-    def count(self, first: int, last: int) -> int:
-        sql = (
-            f"SELECT count(*) FROM {self._table} "
-            "WHERE notification_id >= %s AND notification_id <= %s"
-        )
-        return int(self._conn.execute(sql.encode(), (first, last)).fetchone()[0])
-
     def payloads(self, first: int, last: int, page: int) -> Iterator[list[tuple[bytes]]]:
         sql = (
             f"SELECT state FROM {self._table} WHERE notification_id >= %s "
@@ -215,7 +200,7 @@ class PostgresRange:
             "WHERE notification_id > %s ORDER BY notification_id LIMIT 1"
         )
         row = self._conn.execute(sql.encode(), (after,), binary=True).fetchone()
-        return None if row is None else (int(row[0]), bytes(row[1]))
+        return None if row is None else (int(row[0]), row[1])
 
     def _pages(self, sql: str, args: tuple[int, int], page: int) -> Iterator[Any]:
         self._cursors += 1
@@ -234,54 +219,63 @@ def verify_range(
     page: int,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """The verdict on entries ``first..last`` (as :func:`check_range` gives it).
+    """The verdict on entries ``first..last``, as :func:`check_range` gives it.
 
-    Fast path: when a count shows positions ``first - 1..last`` all stored (positions
-    are unique, so a full count over the interval means no gap), the payloads are read
-    alone, in position order, and checked with :func:`events.chain.check_links`. At
-    the first page that does not hold, :class:`events.chain.ChainWalker` takes over
-    from the last good entry to name the break. With a gap, the whole range is walked
-    by :func:`check_range`, which names the missing position as one walk would.
+    Fast path: the payloads of positions ``first - 1..last`` are read alone, in
+    position order, and checked with :func:`events.chain.check_links`; the range is
+    whole when every link holds and exactly ``last - first + 2`` rows came back
+    (positions are unique integers, so a full count over the interval means no gap,
+    and the rows were those positions in turn). Anything else (a link that does not
+    hold, a gap) and the range is walked again by :func:`check_range`, which names the
+    first break as one walk would; progress already reported is not reported twice.
     """
+    reported = 0
+
+    def relay(count: int) -> None:
+        nonlocal reported
+        reported += count
+        if progress is not None:
+            progress(count)
+
+    verdict = _fast(reader, first, last, page, relay)
+    if verdict is not None:
+        return verdict
+    credit = reported
+
+    def again(count: int) -> None:
+        nonlocal credit
+        fresh = max(count - credit, 0)
+        credit = max(credit - count, 0)
+        if fresh and progress is not None:
+            progress(fresh)
+
     lo = max(first - 1, 1)
-    if reader.count(lo, last) == last - lo + 1:
-        verdict = _fast(reader, first, last, page, progress)
-        if verdict is not None:
-            return verdict
-    return check_range(reader.entries(lo, last, page), first, last, reader.next_entry, progress)
+    return check_range(reader.entries(lo, last, page), first, last, reader.next_entry, again)
 
 
 def _fast(
-    reader: RangeReader,
-    first: int,
-    last: int,
-    page: int,
-    progress: Callable[[int], None] | None,
+    reader: RangeReader, first: int, last: int, page: int, progress: Callable[[int], None]
 ) -> dict[str, Any] | None:
-    """The fast path of :func:`verify_range`; None when the seed entry is unreadable."""
-    previous = chain.GENESIS.encode() if first == 1 else None
-    position = max(first - 1, 1) - 1  # the last position consumed
-    for rows in reader.payloads(max(first - 1, 1), last, page):
-        payloads = list(map(itemgetter(0), rows))
-        if previous is None:  # the seed: entry first - 1, whose stored hash starts us
-            try:
-                _, seed = chain.unseal(bytes(payloads[0]))
-            except ValueError:
+    """The fast path of :func:`verify_range`: the verdict on a whole range, else None."""
+    lo = max(first - 1, 1)
+    previous: bytes | None = chain.GENESIS.encode() if first == 1 else None
+    rows_read = 0
+    try:
+        for rows in reader.payloads(lo, last, page):
+            payloads = list(map(itemgetter(0), rows))
+            rows_read += len(payloads)
+            if previous is None:  # the seed: entry first - 1, whose stored hash starts us
+                previous = chain.unseal(bytes(payloads[0]))[1].encode()
+                payloads = payloads[1:]
+            previous = chain.check_links(previous, payloads)
+            if previous is None:
                 return None
-            previous, payloads, position = seed.encode(), payloads[1:], position + 1
-        held = chain.check_links(previous, payloads)
-        if held is None:  # a break in this page: the walker names it
-            walker = chain.ChainWalker(position, previous.decode())
-            if not walker.feed(zip(count(position + 1), payloads, strict=False)):
-                report = walker.report()
-                return _verdict(first, report.head_position, report.head_hash, walker)
-            held = walker.report().head_hash.encode()
-        previous, position = held, position + len(payloads)
-        if progress is not None:
             progress(len(payloads))
-    if previous is None or position != last:  # the table changed under the count
+    except (TypeError, ValueError):  # a payload that is not bytes, or the seed unsealed
         return None
-    return _verdict(first, position, previous.decode(), None)
+    if previous is None or rows_read != last - lo + 1:
+        return None
+    return _verdict(first, last, previous.decode(), None)
 
 
 def _verdict(first: int, head_position: int, head_hash: str, broken: Any) -> dict[str, Any]:

@@ -28,10 +28,10 @@ from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.sqlite import SQLiteDatastore
 
-from events.chain import ChainReport
+from events.chain import GENESIS, ChainReport, unseal
 from events.codec import Decoded, Pending, decode
 from infra.chain_worker import check_range
-from infra.chainscan import default_workers, merge, plan, verify_in_workers
+from infra.chainscan import WORKER_PAGE, default_workers, merge, plan, verify_in_workers
 from infra.notify import DatagramBroadcast, Notifier, PostgresListener
 from infra.recorders import Appended, LogRecorder, PostgresLogRecorder, Row, SQLiteLogRecorder
 from infra.sqldb import PostgresDatabase, SqlDatabase, SQLiteDatabase
@@ -166,19 +166,20 @@ class Log:
         database; only when that finds a break does a walk run, to name it exactly.
         """
         head = self.position
+        workers = default_workers() if workers is None else workers
         in_database = getattr(self._recorder, "first_broken_link", None)
         if in_database is not None:
-            count, broken = in_database()
+            count, broken = in_database(max(workers, 1), head)
             if broken is None:
-                position, digest = self.head()
+                last = self._recorder.scan(head - 1, 1, head)
                 if progress is not None:
                     progress(count)
-                return ChainReport(True, count, position, digest)
-        workers = default_workers() if workers is None else workers
+                return ChainReport(True, count, head, unseal(last[0][1])[1] if last else GENESIS)
         job = self._recorder.chain_job()
         if job is not None and workers > 1 and head >= max(parallel_from, 2):
             flags = ("-S",) if job["backend"] == "sqlite" else ()
-            return verify_in_workers({**job, "page": batch}, plan(head, workers), progress, flags)
+            job["page"] = min(batch, WORKER_PAGE)
+            return verify_in_workers(job, plan(head, workers), progress, flags)
         pages = self._scan(head, batch)
         return merge([(1, head)], [check_range(pages, 1, head, self._next, progress)])
 
