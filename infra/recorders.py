@@ -23,6 +23,7 @@ state=sealed payload, notification_id=position)``.
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 import struct
 import threading
@@ -446,6 +447,9 @@ class SQLiteLogRecorder(SQLiteProcessRecorder):
             f"SELECT rowid, state FROM {events_table_name} "
             "WHERE rowid > ? AND rowid <= ? ORDER BY rowid LIMIT ?"
         )
+        # For worker processes (chain_job): absolute as of opening, so that they find
+        # the file whatever directory this process has moved to since.
+        self._database = os.path.abspath(datastore.pool.db_name)
         # The library's pool already serialises writers in this process; this lock
         # also covers the memory-mode pool, which shares one connection.
         self._write_lock = threading.Lock()
@@ -513,7 +517,7 @@ class SQLiteLogRecorder(SQLiteProcessRecorder):
             return None
         return {
             "backend": "sqlite",
-            "database": pool.db_name,
+            "database": self._database,
             "uri": True,  # as the library opens it
             "timeout": pool.lock_timeout or 5,
             "table": self.events_table_name,

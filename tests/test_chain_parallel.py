@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -160,3 +161,15 @@ def test_a_forged_link_breaks_the_next_range(store_url: str) -> None:
     _set_payload(store_url, 25, seal(forged, link(previous, forged)))
     report = _check(store_url)
     assert not report.ok and report.broken_at == 26 and report.events == 25
+
+
+def test_workers_open_a_relative_sqlite_path_from_anywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    url = "sqlite:///data/relative.db"
+    _fill(url)
+    with open_store(url) as store:
+        monkeypatch.chdir("/")  # the workers start in another directory
+        report = store.journal.verify(batch=10, workers=WORKERS, parallel_from=0)
+    assert report.ok and report.events == N
