@@ -125,11 +125,7 @@ class ChainWalker:
                         expected,
                         f"position {expected} is missing (next stored position is {position})",
                     )
-                if (
-                    len(payload) <= tail
-                    or payload[-tail:-66] != prefix
-                    or payload[-2:] != b'"}'
-                ):
+                if len(payload) <= tail or payload[-tail:-66] != prefix or payload[-2:] != b'"}':
                     return self._break(position, "payload carries no hash seal")
                 computed = hexlify(sha256(previous + payload[:-tail] + b"}").digest())
                 if computed != payload[-66:-2]:
