@@ -143,3 +143,34 @@ def test_framing_refuses_a_float_hidden_in_serial_ranges() -> None:
     assert decode(body).event == good and decode(body).cause == 7
     with pytest.raises(FloatRefused, match=r"serials\[0\]\[1\]"):
         frame(trade(((1, 5.0),)), 5)  # type: ignore[arg-type]
+
+
+def test_fast_constructors_build_exactly_what_the_class_builds() -> None:
+    """events.base.constructor: same parameters, defaults and instance as ``cls(...)``,
+    for every registered type; the framed bytes are the same too."""
+    import dataclasses
+    import inspect
+
+    from events.base import constructor, registered_types
+
+    samples: dict[type, object] = {int: 7, str: "x", bool: True, tuple: ((1, 2),), dict: {}}
+    for kind in registered_types().values():
+        cls = kind.cls
+        make = constructor(cls)
+        assert constructor(cls) is make  # generated once
+        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+        required = {
+            f.name: samples.get(dict(kind.field_types)[f.name])
+            for f in fields
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        }
+        if make is not cls:
+            assert list(inspect.signature(make).parameters) == [f.name for f in fields]
+        built, expected = make(**required), cls(**required)
+        assert type(built) is cls
+        assert built == expected
+        assert frame(built, 1).body(1) == frame(expected, 1).body(1)
+    with pytest.raises(TypeError):
+        constructor(CashDeposited)(enterprise_id="E1")  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        constructor(CashDeposited)(enterprise_id="E1", amount=1, nonsense=2)  # type: ignore[call-arg]
