@@ -390,7 +390,14 @@ class Engine:
             return [self._rejected(cmd, position, "enterprise_suspended")]
         if account.frozen:
             return [self._rejected(cmd, position, "account_frozen")]
-        if not self._continuous_open():
+        today = self._today  # _continuous_open, inlined
+        if self.day_closed or today is None:
+            return [self._rejected(cmd, position, "market_closed")]
+        now = self.time
+        for start, end in today.continuous:
+            if start <= now < end:
+                break
+        else:
             return [self._rejected(cmd, position, "market_closed")]
         side = cmd.side
         order_type = cmd.order_type
