@@ -174,3 +174,29 @@ def test_fast_constructors_build_exactly_what_the_class_builds() -> None:
         constructor(CashDeposited)(enterprise_id="E1")  # type: ignore[call-arg]
     with pytest.raises(TypeError):
         constructor(CashDeposited)(enterprise_id="E1", amount=1, nonsense=2)  # type: ignore[call-arg]
+
+
+@given(
+    time=st.integers(min_value=-(2**63), max_value=2**63),
+    cause=st.one_of(st.none(), st.integers(min_value=-(2**63), max_value=2**63)),
+    position=st.integers(min_value=0, max_value=2**63),
+)
+def test_envelope_numbers_are_written_as_decimal_integers(
+    time: int, cause: int | None, position: int
+) -> None:
+    event = CashDeposited(enterprise_id="E1", amount=5)
+    opening = b'{"data":' if cause is None else b'{"cause":%d,"data":' % cause
+    expected = (
+        opening
+        + encode_data(event)
+        + b',"position":%d,"time":%d,"type":"CashDeposited","v":%d}'
+        % (position, time, CashDeposited.version)
+    )
+    assert frame(event, time, cause).body(position) == expected
+
+
+def test_cause_must_be_an_integer_position() -> None:
+    event = CashDeposited(enterprise_id="E1", amount=5)
+    for cause in (True, 1.0, "1"):
+        with pytest.raises(TypeError, match="cause"):
+            frame(event, 1, cause)  # type: ignore[arg-type]
