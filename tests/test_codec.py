@@ -200,3 +200,29 @@ def test_cause_must_be_an_integer_position() -> None:
     for cause in (True, 1.0, "1"):
         with pytest.raises(TypeError, match="cause"):
             frame(event, 1, cause)  # type: ignore[arg-type]
+
+
+def test_mapping_readers_build_what_the_class_builds_or_decline() -> None:
+    """events.base.from_mapping: exactly cls(**data) for a mapping of exactly the
+    fields; None (the caller falls back to the class) for anything else."""
+    import dataclasses
+
+    from events.base import from_mapping, registered_types
+
+    samples: dict[type, object] = {int: 7, str: "x", bool: True, tuple: ((1, 2),), dict: {}}
+    for kind in registered_types().values():
+        cls = kind.cls
+        read = from_mapping(cls)
+        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+        if read is None:
+            assert any(f.default_factory is not dataclasses.MISSING for f in fields)
+            continue
+        data = {f.name: samples.get(dict(kind.field_types)[f.name]) for f in fields}
+        built = read(data)
+        assert type(built) is cls
+        assert built == cls(**data)
+        assert read({**data, "unexpected": 1}) is None
+        if data:
+            first = fields[0].name
+            assert read({k: v for k, v in data.items() if k != first}) is None
+            assert read({**{k: v for k, v in data.items() if k != first}, "other": 1}) is None

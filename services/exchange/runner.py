@@ -26,13 +26,14 @@ import contextlib
 import gc
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
 
-from events.base import Event
+from events.base import Event, from_mapping, lookup
 from events.codec import Pending, decode, frame, to_event
 from events.exchange import EngineSnapshot
 from infra.recorders import Appended, Row, TrackingConflict
@@ -62,15 +63,35 @@ class _Batch(NamedTuple):
     pending: list[Pending]
 
 
+_Reader = Callable[[dict[str, Any]], Event | None]
+#: Per command type name: (current version, fast reader or None).
+_readers: dict[str, tuple[int, _Reader | None]] = {}
+
+
+def _reader(name: str) -> tuple[int, _Reader | None]:
+    kind = lookup(name)
+    # Tuple fields come back from JSON as lists: to_event freezes them.
+    reader = None if kind.tuple_fields else from_mapping(kind.cls)
+    found = _readers[name] = (kind.version, reader)
+    return found
+
+
 def _command(row: Row) -> tuple[int, int, Event]:
     """(position, time, command) of an intake row.
 
     The stored payload is the canonical body with its hash as one more trailing member
     (:mod:`events.chain`), so it is still one JSON object: it is parsed as it is, without
-    first cutting the seal off into a copy. The chain itself is verified elsewhere.
+    first cutting the seal off into a copy. The chain itself is verified elsewhere. A
+    current-version command is built by :func:`events.base.from_mapping`; anything else
+    (older versions, tuple fields, unexpected keys) by :func:`events.codec.to_event`.
     """
     envelope = orjson.loads(row.payload)
-    event = to_event(envelope["type"], envelope["v"], envelope["data"])
+    name = envelope["type"]
+    data = envelope["data"]
+    version, reader = _readers.get(name) or _reader(name)
+    event = reader(data) if reader is not None and envelope["v"] == version else None
+    if event is None:
+        event = to_event(name, envelope["v"], data)
     return envelope["position"], envelope["time"], event
 
 
