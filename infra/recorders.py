@@ -151,7 +151,7 @@ def _copy_chained(
     buffer = bytearray(_COPY_HEADER)
     for name, head, tail in pending:
         position += 1
-        body = head + str(position).encode() + tail  # as b"%d", ~2.5x faster
+        body = head + b"%d" % position + tail
         previous = hexlify(sha256(previous + body).digest())
         topic = _topic_fields.get(name)
         if topic is None:
@@ -357,7 +357,7 @@ def _chain_flat(pending: Iterable[Pending], position: int, digest: str) -> tuple
     extend = flat.extend
     for name, head, tail in pending:
         position += 1
-        body = head + str(position).encode() + tail  # as b"%d", ~2.5x faster
+        body = head + b"%d" % position + tail
         previous = hexlify(sha256(previous + body).digest())
         extend((position, name, body[:-1] + _SEAL + previous + b'"}'))
     return flat, previous.decode()
