@@ -75,9 +75,7 @@ class Pending(NamedTuple):
 
     def body(self, position: int) -> bytes:
         """The canonical bytes of this entry at `position`."""
-        # str(int).encode() writes exactly what b"%d" does, ~2.5x faster (bytes
-        # %-formatting goes through str formatting and back).
-        return self.head + str(position).encode() + self.tail
+        return b"%s%d%s" % (self.head, position, self.tail)
 
 
 _SCALARS = frozenset((int, str, bool, type(None)))
@@ -125,11 +123,8 @@ def _compile_framer(cls: type[Event]) -> Callable[[Event, int, int | None], Pend
             "        data = dumps({" + literal + "})",
             "    else:",
             "        data = slow(event)",
-            "    if cause is None:",
-            "        head = OPEN + data + POSITION",
-            "    else:",
-            "        head = CAUSE + str(cause).encode() + DATA + data + POSITION",
-            "    return new(Pending, (NAME, head, TIME + str(time).encode() + TAIL))",
+            "    opening = OPEN if cause is None else OPEN_CAUSE % cause",
+            "    return new(Pending, (NAME, opening + data + POSITION, TAIL % time))",
         ]
     )
     namespace: dict[str, Any] = {
@@ -141,11 +136,9 @@ def _compile_framer(cls: type[Event]) -> Callable[[Event, int, int | None], Pend
         "Pending": Pending,
         "NAME": cls.type_name,
         "OPEN": b'{"data":',
-        "CAUSE": b'{"cause":',
-        "DATA": b',"data":',
+        "OPEN_CAUSE": b'{"cause":%d,"data":',
         "POSITION": b',"position":',
-        "TIME": b',"time":',
-        "TAIL": b',"type":"%s","v":%d}' % (cls.type_name.encode(), cls.version),
+        "TAIL": b',"time":%%d,"type":"%s","v":%d}' % (cls.type_name.encode(), cls.version),
     }
     exec(source, namespace)
     framer: Callable[[Event, int, int | None], Pending] = namespace["framer"]
@@ -160,8 +153,6 @@ def frame(event: Event, time: int, cause: int | None = None) -> Pending:
     """
     if type(time) is not int:
         raise TypeError(f"time must be an int of microseconds, got {type(time).__name__}")
-    if cause is not None and type(cause) is not int:
-        raise TypeError(f"cause must be an int position, got {type(cause).__name__}")
     framer = _framers.get(type(event)) or _compile_framer(type(event))
     return framer(event, time, cause)
 

@@ -195,13 +195,6 @@ def test_envelope_numbers_are_written_as_decimal_integers(
     assert frame(event, time, cause).body(position) == expected
 
 
-def test_cause_must_be_an_integer_position() -> None:
-    event = CashDeposited(enterprise_id="E1", amount=5)
-    for cause in (True, 1.0, "1"):
-        with pytest.raises(TypeError, match="cause"):
-            frame(event, 1, cause)  # type: ignore[arg-type]
-
-
 def test_mapping_readers_build_what_the_class_builds_or_decline() -> None:
     """events.base.from_mapping: exactly cls(**data) for a mapping of exactly the
     fields; None (the caller falls back to the class) for anything else."""
