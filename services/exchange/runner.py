@@ -227,6 +227,7 @@ class EngineRunner:
         rows = self.store.intake.read(self.position, self.batch)
         if not rows:
             return None
+        self._dirty = True  # from the first command on, even if one of them raises
         apply = self.engine.apply
         engine = self.engine
         pending: list[Pending] = []
@@ -238,7 +239,6 @@ class EngineRunner:
             for result in results:
                 add(frame(result, time, position))
         batch = _Batch(self.position, rows[0].position, rows[-1].position, pending)
-        self._dirty = True
         self.position = batch.last
         return batch
 
