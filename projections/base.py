@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from events.base import Event
 from infra.sqldb import Cursor, SqlDatabase
 
-__all__ = ["Entry", "Projection", "Table", "upsert"]
+__all__ = ["Entry", "Projection", "Table"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,17 +59,6 @@ class Table:
             f"ON {self.name} ({', '.join(index)})"
             for index in self.indexes
         ]
-
-
-def upsert(table: Table) -> str:
-    """INSERT … ON CONFLICT (key) DO UPDATE: the same text works on SQLite and PostgreSQL."""
-    names = table.column_names
-    updates = ", ".join(f"{n} = excluded.{n}" for n in names if n not in table.key)
-    return (
-        f"INSERT INTO {table.name} ({', '.join(names)}) "
-        f"VALUES ({', '.join(['%s'] * len(names))}) "
-        f"ON CONFLICT ({', '.join(table.key)}) DO UPDATE SET {updates}"
-    )
 
 
 class Projection:
@@ -113,13 +102,12 @@ class Projection:
 
     @staticmethod
     def write_upserts(cursor: Cursor, table: Table, rows: Iterable[Sequence[Any]]) -> None:
-        batch = list(rows)
+        batch = rows if isinstance(rows, list) else list(rows)
         if batch:
-            cursor.executemany(upsert(table), batch)
+            cursor.upsert_rows(table.name, table.column_names, table.key, batch)
 
     @staticmethod
     def write_deletes(cursor: Cursor, table: Table, keys: Iterable[Sequence[Any]]) -> None:
-        batch = list(keys)
+        batch = keys if isinstance(keys, list) else list(keys)
         if batch:
-            where = " AND ".join(f"{name} = %s" for name in table.key)
-            cursor.executemany(f"DELETE FROM {table.name} WHERE {where}", batch)
+            cursor.delete_rows(table.name, table.key, batch)

@@ -140,11 +140,7 @@ class Holdings(Projection):
             after = {(first, last) for first, last in self.held.get(key, [])}
             removed += [(*key, first) for first, _ in sorted(before - after)]
             added += [(*key, first, last) for first, last in sorted(after - before)]
-        cursor.executemany(
-            "DELETE FROM rm_holdings WHERE enterprise_id = %s AND instrument = %s "
-            "AND serial_first = %s",
-            removed,
-        )
+        self.write_deletes(cursor, HOLDINGS, removed)
         cursor.insert_rows(HOLDINGS.name, HOLDINGS.column_names, added)
         cursor.insert_rows(ISSUANCES.name, ISSUANCES.column_names, self._issued)
         cursor.insert_rows(CANCELLATIONS.name, CANCELLATIONS.column_names, self._cancelled)
