@@ -78,6 +78,7 @@ Account = tuple[str, str, str]  # owner, asset, bucket
 
 class Balances(Projection):
     name = "balances"
+    cost = 44
     tables = (ACCOUNTS, BALANCES, LEDGER, SELLS)
 
     def reset(self) -> None:

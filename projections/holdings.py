@@ -116,6 +116,7 @@ def remove_ranges(held: Ranges, ranges: Any) -> None:
 
 class Holdings(Projection):
     name = "holdings"
+    cost = 21
     tables = (HOLDINGS, ISSUANCES, CANCELLATIONS)
 
     def reset(self) -> None:

@@ -114,6 +114,7 @@ def day_start(day: str) -> int:
 
 class Market(Projection):
     name = "market"
+    cost = 19
     tables = (INSTRUMENTS, BOOK, RESTING, TRADES, CANDLES)
 
     def reset(self) -> None:
