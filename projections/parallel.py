@@ -104,11 +104,14 @@ def rebuild_in_workers(url: str, groups: Sequence[Sequence[Projection]], batch: 
 
 def _catch_up(url: str, batch: int, classes: list[type[Projection]]) -> int:
     from infra.store import open_store
-    from projections.projector import Projector
+    from projections.projector import Projector, ensure_tables
 
     with open_store(url) as store:
         projector = Projector(store, [cls() for cls in classes], batch=batch, indexes=False)
-        return projector.catch_up()
+        read = projector.catch_up()
+        # Its tables' secondary indexes too, while the other workers still load theirs.
+        ensure_tables(store.sql, [t for p in projector.projections for t in p.tables])
+        return read
 
 
 def _die_with(parent: int) -> None:
