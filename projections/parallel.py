@@ -17,6 +17,7 @@ projector moved meanwhile; this only keeps that from happening in the first plac
 from __future__ import annotations
 
 import ctypes
+import gc
 import importlib
 import logging
 import os
@@ -131,6 +132,9 @@ def _class(path: str) -> type[Projection]:
 def main() -> None:
     job = orjson.loads(sys.stdin.buffer.read())
     _die_with(job["parent"])
+    # A worker lives for one rebuild and makes millions of short-lived objects without
+    # cycles: the collector's passes over a growing heap cost ~10% of its time.
+    gc.disable()
     read = _catch_up(job["url"], job["batch"], [_class(c) for c in job["classes"]])
     print(read, f"{time.process_time():.3f}")  # entries read, CPU seconds used
 
