@@ -22,7 +22,7 @@ from infra.recorders import Row
 from infra.sqldb import Cursor, SqlDatabase
 from infra.store import Store
 from projections.base import Entry, Projection, Table
-from projections.parallel import can_share, rebuild_in_workers, split
+from projections.parallel import can_share, importable, rebuild_in_workers, split
 
 __all__ = [
     "PROJECTOR_CHANNEL",
@@ -155,6 +155,8 @@ class Projector:
         """Inside the batch's transaction (and locking the rows on PostgreSQL): each
         projection must still stand where this projector last saw it committed."""
         names = [p.name for p in projections]
+        if not names:
+            return
         lock = " FOR UPDATE" if self.db.dialect == "postgres" else ""
         cursor.execute(
             f"SELECT projection, position FROM rm_tracking "
@@ -206,7 +208,8 @@ class Projector:
         ensure_tables(self.db, tables, indexes=False)
         if workers is None:
             workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-        groups = split(chosen, workers) if can_share(self.store.url) else [chosen]
+        shareable = can_share(self.store.url) and all(importable(p) for p in chosen)
+        groups = split(chosen, workers) if shareable else [chosen]
         read = max(rebuild_in_workers(self.store.url, groups, self.batch)) if len(groups) > 1 else 0
         self.load()
         read += self.catch_up()
