@@ -167,8 +167,10 @@ class Decoded(NamedTuple):
 
 
 def _freeze(value: Any) -> Any:
+    # A list comprehension, and no call for the scalars inside: serial ranges come back
+    # on every trade, and a generator with a call per integer was a rebuild hot spot.
     if type(value) is list:
-        return tuple(_freeze(item) for item in value)
+        return tuple([_freeze(item) if type(item) is list else item for item in value])
     return value
 
 

@@ -14,6 +14,7 @@ HTTP threads at once; a dedicated pool keeps them off the engine's write path.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -22,6 +23,17 @@ from typing import Any, Protocol
 from psycopg_pool import ConnectionPool
 
 __all__ = ["Cursor", "PostgresDatabase", "SQLiteDatabase", "SqlDatabase"]
+
+#: Values bound per multi-row statement on SQLite (well under its variable limit).
+_SQLITE_VALUES = 800
+#: From this many rows on, PostgreSQL upserts and deletes go through a COPY'd scratch table.
+_PG_STAGE_FROM = 64
+
+
+def _on_conflict(columns: Sequence[str], key: Sequence[str]) -> str:
+    updates = ", ".join(f"{n} = excluded.{n}" for n in columns if n not in key)
+    action = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
+    return f" ON CONFLICT ({', '.join(key)}) {action}"
 
 
 class Cursor(Protocol):
@@ -33,6 +45,19 @@ class Cursor(Protocol):
 
     def insert_rows(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
         """Append many rows at once (COPY on PostgreSQL)."""
+
+    def upsert_rows(
+        self,
+        table: str,
+        columns: Sequence[str],
+        key: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+    ) -> None:
+        """Insert many rows, updating those whose `key` is already there; of two rows with
+        one key, the later wins (as with one upsert statement per row)."""
+
+    def delete_rows(self, table: str, key: Sequence[str], keys: Sequence[Sequence[Any]]) -> None:
+        """Delete the rows with these `key` values (absent ones are no error)."""
 
     def fetchall(self) -> list[tuple[Any, ...]]: ...
 
@@ -65,11 +90,43 @@ class _SQLiteCursor:
         self._cursor.executemany(sql.replace("%s", "?"), rows)
 
     def insert_rows(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
-        if rows:
-            marks = ",".join("?" * len(columns))
+        self._many_values(f"INSERT INTO {table} ({','.join(columns)}) VALUES ", "", columns, rows)
+
+    def upsert_rows(
+        self,
+        table: str,
+        columns: Sequence[str],
+        key: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+    ) -> None:
+        # SQLite applies a multi-row upsert row by row: a key repeated later updates.
+        head = f"INSERT INTO {table} ({','.join(columns)}) VALUES "
+        self._many_values(head, _on_conflict(columns, key), columns, rows)
+
+    def delete_rows(self, table: str, key: Sequence[str], keys: Sequence[Sequence[Any]]) -> None:
+        if keys:
+            where = " AND ".join(f"{name} = ?" for name in key)
+            self._cursor.executemany(f"DELETE FROM {table} WHERE {where}", keys)
+
+    def _many_values(
+        self, head: str, tail: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """Many rows per statement: binding is what costs, and one multi-row VALUES
+        statement per ~800 values inserts ~1.7x faster than one statement per row."""
+        if not rows:
+            return
+        width = len(columns)
+        per = max(1, _SQLITE_VALUES // width)
+        one = "(" + ",".join("?" * width) + ")"
+        full = len(rows) - len(rows) % per
+        if full:
+            sql = head + ",".join([one] * per) + tail
+            chain = itertools.chain.from_iterable
             self._cursor.executemany(
-                f"INSERT INTO {table} ({','.join(columns)}) VALUES ({marks})", rows
+                sql, [tuple(chain(rows[i : i + per])) for i in range(0, full, per)]
             )
+        if full < len(rows):
+            self._cursor.executemany(head + one + tail, rows[full:])
 
     def fetchall(self) -> list[tuple[Any, ...]]:
         return self._cursor.fetchall()
@@ -152,9 +209,58 @@ class _PostgresCursor:
 
     def insert_rows(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
         if rows:
-            with self._cursor.copy(f"COPY {table} ({','.join(columns)}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
+            self._copy(table, columns, rows)
+
+    def _copy(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        with self._cursor.copy(f"COPY {table} ({','.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    def upsert_rows(
+        self,
+        table: str,
+        columns: Sequence[str],
+        key: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+    ) -> None:
+        names = ",".join(columns)
+        if len(rows) < _PG_STAGE_FROM:
+            if rows:
+                marks = ",".join(["%s"] * len(columns))
+                sql = f"INSERT INTO {table} ({names}) VALUES ({marks}){_on_conflict(columns, key)}"
+                self._cursor.executemany(sql, list(rows))
+            return
+        # Many rows: COPY them into a scratch table and upsert from it in one statement
+        # (~10x fewer round trips than a pipelined executemany). One statement may touch
+        # a row once only, so a repeated key keeps its last row, as executemany would.
+        where = [columns.index(name) for name in key]
+        last = {tuple(row[i] for i in where): row for row in rows}
+        stage = self._stage(table, "*")
+        self._copy(stage, columns, last.values())
+        conflict = _on_conflict(columns, key)
+        self._cursor.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {stage}{conflict}")
+        self._cursor.execute(f"TRUNCATE {stage}")
+
+    def delete_rows(self, table: str, key: Sequence[str], keys: Sequence[Sequence[Any]]) -> None:
+        if len(keys) < _PG_STAGE_FROM:
+            if keys:
+                where = " AND ".join(f"{name} = %s" for name in key)
+                self._cursor.executemany(f"DELETE FROM {table} WHERE {where}", list(keys))
+            return
+        stage = self._stage(table, ",".join(key), "keys")
+        self._copy(stage, key, keys)
+        match = " AND ".join(f"t.{name} = s.{name}" for name in key)
+        self._cursor.execute(f"DELETE FROM {table} t USING {stage} s WHERE {match}")
+        self._cursor.execute(f"TRUNCATE {stage}")
+
+    def _stage(self, table: str, columns: str, kind: str = "rows") -> str:
+        """A session-private scratch table shaped like `columns` of `table`, empty."""
+        stage = f"_stage_{kind}_{table}"
+        self._cursor.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS "
+            f"SELECT {columns} FROM {table} WITH NO DATA"
+        )
+        return stage
 
     def fetchall(self) -> list[tuple[Any, ...]]:
         rows: list[tuple[Any, ...]] = self._cursor.fetchall()

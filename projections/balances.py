@@ -78,6 +78,7 @@ Account = tuple[str, str, str]  # owner, asset, bucket
 
 class Balances(Projection):
     name = "balances"
+    cost = 44
     tables = (ACCOUNTS, BALANCES, LEDGER, SELLS)
 
     def reset(self) -> None:
@@ -85,8 +86,8 @@ class Balances(Projection):
         self.balances: dict[Account, int] = {}
         self.open_sells: dict[int, list[Any]] = {}  # order id -> [instrument, remaining]
         self._dirty_accounts: set[str] = set()
-        self._dirty_balances: set[Account] = set()
         self._dirty_sells: set[int] = set()
+        self._stored_sells: set[int] = set()  # open sells that have a row
         self._postings: list[tuple[Any, ...]] = []
         self._seq_position = self._seq = 0
 
@@ -97,22 +98,24 @@ class Balances(Projection):
             self.balances[(owner, asset, bucket)] = balance
         for order_id, symbol, remaining in db.query("SELECT * FROM rm_open_sells"):
             self.open_sells[order_id] = [symbol, remaining]
+        self._stored_sells = set(self.open_sells)
 
     def flush(self, cursor: Cursor) -> None:
         self.write_upserts(
             cursor, ACCOUNTS, [(e, *self.accounts[e]) for e in sorted(self._dirty_accounts)]
         )
-        self.write_upserts(
-            cursor, BALANCES, [(*k, self.balances[k]) for k in sorted(self._dirty_balances)]
-        )
-        sells = sorted(self._dirty_sells)
-        self.write_upserts(
-            cursor, SELLS, [(i, *self.open_sells[i]) for i in sells if i in self.open_sells]
-        )
-        self.write_deletes(cursor, SELLS, [(i,) for i in sells if i not in self.open_sells])
+        # Every balance that moved has a posting in this batch: no dirty set to keep.
+        moved = sorted({(p[4], p[5], p[6]) for p in self._postings})
+        self.write_upserts(cursor, BALANCES, [(*k, self.balances[k]) for k in moved])
+        sells, stored = sorted(self._dirty_sells), self._stored_sells
+        kept = [i for i in sells if i in self.open_sells]
+        gone = [i for i in sells if i not in self.open_sells and i in stored]
+        self.write_upserts(cursor, SELLS, [(i, *self.open_sells[i]) for i in kept])
+        self.write_deletes(cursor, SELLS, [(i,) for i in gone])
+        stored.update(kept)
+        stored.difference_update(gone)
         cursor.insert_rows(LEDGER.name, LEDGER.column_names, self._postings)
         self._dirty_accounts.clear()
-        self._dirty_balances.clear()
         self._dirty_sells.clear()
         self._postings = []
 
@@ -121,20 +124,18 @@ class Balances(Projection):
     def _post(self, entry: Entry, asset: str, *lines: tuple[str, str, int]) -> None:
         """Balanced postings of one event in one asset: (owner, bucket, amount) lines."""
         # seq numbers the postings of one entry, whatever the batch boundaries.
-        seq = self._seq if entry.position == self._seq_position else 0
-        self._seq_position = entry.position
+        position, time = entry.position, entry.time
+        seq = self._seq if position == self._seq_position else 0
+        self._seq_position = position
         kind = entry.event.type_name
         balances = self.balances
+        append = self._postings.append
         for owner, bucket, amount in lines:
-            if not amount:
-                continue
-            key = (owner, asset, bucket)
-            balances[key] = balances.get(key, 0) + amount
-            self._dirty_balances.add(key)
-            self._postings.append(
-                (entry.position, seq, entry.time, kind, owner, asset, bucket, amount)
-            )
-            seq += 1
+            if amount:
+                key = (owner, asset, bucket)
+                balances[key] = balances.get(key, 0) + amount
+                append((position, seq, time, kind, owner, asset, bucket, amount))
+                seq += 1
         self._seq = seq
 
     def _hold(self, entry: Entry, eid: str, asset: str, amount: int) -> None:

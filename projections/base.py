@@ -16,20 +16,17 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from events.base import Event
+from events.codec import Decoded
 from infra.sqldb import Cursor, SqlDatabase
 
-__all__ = ["Entry", "Projection", "Table", "upsert"]
+__all__ = ["Entry", "Projection", "Table"]
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One journal entry as projections see it."""
-
-    position: int
-    time: int  # µs since the epoch, from the command that caused it
-    cause: int | None  # the intake position of that command
-    event: Event
+#: One journal entry as projections see it: ``position``, ``time`` (µs since the epoch,
+#: from the command that caused it), ``cause`` (that command's intake position, or None)
+#: and ``event``. The codec's own decoded tuple, so that a rebuild makes one object per
+#: entry, not two.
+Entry = Decoded
 
 
 @dataclass(frozen=True)
@@ -61,17 +58,6 @@ class Table:
         ]
 
 
-def upsert(table: Table) -> str:
-    """INSERT … ON CONFLICT (key) DO UPDATE: the same text works on SQLite and PostgreSQL."""
-    names = table.column_names
-    updates = ", ".join(f"{n} = excluded.{n}" for n in names if n not in table.key)
-    return (
-        f"INSERT INTO {table.name} ({', '.join(names)}) "
-        f"VALUES ({', '.join(['%s'] * len(names))}) "
-        f"ON CONFLICT ({', '.join(table.key)}) DO UPDATE SET {updates}"
-    )
-
-
 class Projection:
     """Base class: dispatch by event class to ``on_<EventName>`` methods.
 
@@ -82,21 +68,30 @@ class Projection:
 
     name: ClassVar[str]
     tables: ClassVar[tuple[Table, ...]]
+    #: Relative rebuild cost (measured), to spread projections evenly over workers.
+    cost: ClassVar[int] = 10
 
     def __init__(self) -> None:
-        self._dispatch: dict[type[Event], Callable[[Entry], None] | None] = {}
+        self._dispatch: dict[str, Callable[[Entry], None] | None] = {}
         self.reset()
 
-    def handles(self, event_class: type[Event]) -> Callable[[Entry], None] | None:
+    def handler(self, type_name: str) -> Callable[[Entry], None] | None:
+        """The method that applies entries of `type_name`; None if this projection
+        ignores them (the projector then does not even decode them for it). A subclass
+        with its own :meth:`apply` sees every entry."""
         try:
-            return self._dispatch[event_class]
+            return self._dispatch[type_name]
         except KeyError:
-            handler = getattr(self, f"on_{event_class.__name__}", None)
-            self._dispatch[event_class] = handler
-            return handler
+            found: Callable[[Entry], None] | None
+            if type(self).apply is not Projection.apply:
+                found = self.apply
+            else:
+                found = getattr(self, f"on_{type_name}", None)
+            self._dispatch[type_name] = found
+            return found
 
     def apply(self, entry: Entry) -> None:
-        handler = self.handles(type(entry.event))
+        handler = self.handler(entry.event.type_name)
         if handler is not None:
             handler(entry)
 
@@ -113,13 +108,12 @@ class Projection:
 
     @staticmethod
     def write_upserts(cursor: Cursor, table: Table, rows: Iterable[Sequence[Any]]) -> None:
-        batch = list(rows)
+        batch = rows if isinstance(rows, list) else list(rows)
         if batch:
-            cursor.executemany(upsert(table), batch)
+            cursor.upsert_rows(table.name, table.column_names, table.key, batch)
 
     @staticmethod
     def write_deletes(cursor: Cursor, table: Table, keys: Iterable[Sequence[Any]]) -> None:
-        batch = list(keys)
+        batch = keys if isinstance(keys, list) else list(keys)
         if batch:
-            where = " AND ".join(f"{name} = %s" for name in table.key)
-            cursor.executemany(f"DELETE FROM {table.name} WHERE {where}", batch)
+            cursor.delete_rows(table.name, table.key, batch)

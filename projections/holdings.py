@@ -71,12 +71,18 @@ class SerialConflict(ValueError):
     """The journal moves a serial its holder does not have, or gives one twice."""
 
 
-def add_ranges(held: Ranges, ranges: Any) -> None:
+Changes = dict[int, int | None]  # serial_first -> its serial_last before (None: absent)
+
+
+def add_ranges(held: Ranges, ranges: Any, changes: Changes | None = None) -> None:
     """Merge `ranges` into the sorted, disjoint `held` (in place), joining neighbours.
 
     Binary search keeps this O(log n) per range plus the list insert: a holder's
     ranges fragment with every partial fill, and a rebuild applies millions of them.
+    `changes` collects, for every range start this touches, what it was before the
+    first change (so a flush writes just those rows).
     """
+    log = {} if changes is None else changes
     for first, last in ranges:
         index = bisect.bisect_left(held, [first])
         before = held[index - 1] if index else None
@@ -89,40 +95,59 @@ def add_ranges(held: Ranges, ranges: Any) -> None:
         joins_after = after is not None and last + 1 == after[0]
         if joins_before and joins_after:
             assert before is not None and after is not None
+            log.setdefault(before[0], before[1])
+            log.setdefault(after[0], after[1])
             before[1] = after[1]
             del held[index]
         elif joins_before:
             assert before is not None
+            log.setdefault(before[0], before[1])
             before[1] = last
         elif joins_after:
             assert after is not None
+            log.setdefault(after[0], after[1])
+            log.setdefault(first, None)
             after[0] = first
         else:
+            log.setdefault(first, None)
             held.insert(index, [first, last])
 
 
-def remove_ranges(held: Ranges, ranges: Any) -> None:
-    """Cut `ranges` out of `held` (in place); every serial must be there."""
+def remove_ranges(held: Ranges, ranges: Any, changes: Changes | None = None) -> None:
+    """Cut `ranges` out of `held` (in place); every serial must be there. `changes`:
+    as for :func:`add_ranges`."""
+    log = {} if changes is None else changes
     for first, last in ranges:
         index = bisect.bisect_right(held, [first, float("inf")]) - 1
         if index < 0 or not (held[index][0] <= first and last <= held[index][1]):
             raise SerialConflict(f"serials {first}-{last} are not held")
         start, end = held[index]
-        pieces = ([[start, first - 1]] if start < first else []) + (
-            [[last + 1, end]] if last < end else []
-        )
+        log.setdefault(start, end)
+        pieces = [[start, first - 1]] if start < first else []
+        if last < end:
+            log.setdefault(last + 1, None)
+            pieces.append([last + 1, end])
         held[index : index + 1] = pieces
+
+
+def _last_of(held: Ranges, first: int) -> int | None:
+    index = bisect.bisect_left(held, [first])
+    if index < len(held) and held[index][0] == first:
+        return held[index][1]
+    return None
 
 
 class Holdings(Projection):
     name = "holdings"
+    cost = 21
     tables = (HOLDINGS, ISSUANCES, CANCELLATIONS)
 
     def reset(self) -> None:
         self.held: dict[tuple[str, str], Ranges] = {}
-        # A holder's ranges as they were before this batch touched them: the flush
-        # writes only the difference (holdings fragment; rewriting them all is slow).
-        self._before: dict[tuple[str, str], set[tuple[int, int]]] = {}
+        # Per holder and instrument, the ranges this batch changed, as they were before:
+        # the flush rewrites only those rows. (Holdings fragment into many ranges; even
+        # comparing all of a holder's ranges once per batch grows with the history.)
+        self._changes: dict[tuple[str, str], Changes] = {}
         self._issued: list[tuple[Any, ...]] = []
         self._cancelled: list[tuple[Any, ...]] = []
 
@@ -135,41 +160,48 @@ class Holdings(Projection):
     def flush(self, cursor: Cursor) -> None:
         removed: list[tuple[str, str, int]] = []
         added: list[tuple[str, str, int, int]] = []
-        for key in sorted(self._before):
-            before = self._before[key]
-            after = {(first, last) for first, last in self.held.get(key, [])}
-            removed += [(*key, first) for first, _ in sorted(before - after)]
-            added += [(*key, first, last) for first, last in sorted(after - before)]
-        cursor.executemany(
-            "DELETE FROM rm_holdings WHERE enterprise_id = %s AND instrument = %s "
-            "AND serial_first = %s",
-            removed,
-        )
+        for key in sorted(self._changes):
+            held = self.held.get(key, [])
+            for first, was in sorted(self._changes[key].items()):
+                now = _last_of(held, first)
+                if now == was:
+                    continue
+                if was is not None:
+                    removed.append((*key, first))
+                if now is not None:
+                    added.append((*key, first, now))
+        self.write_deletes(cursor, HOLDINGS, removed)
         cursor.insert_rows(HOLDINGS.name, HOLDINGS.column_names, added)
         cursor.insert_rows(ISSUANCES.name, ISSUANCES.column_names, self._issued)
         cursor.insert_rows(CANCELLATIONS.name, CANCELLATIONS.column_names, self._cancelled)
-        self._before.clear()
+        self._changes.clear()
         self._issued = []
         self._cancelled = []
 
-    def _ranges(self, eid: str, symbol: str) -> Ranges:
+    def _ranges(self, eid: str, symbol: str) -> tuple[Ranges, Changes]:
         key = (eid, symbol)
-        held = self.held.setdefault(key, [])
-        if key not in self._before:
-            self._before[key] = {(first, last) for first, last in held}
-        return held
+        held = self.held.get(key)
+        if held is None:
+            held = self.held[key] = []
+        changes = self._changes.get(key)
+        if changes is None:
+            changes = self._changes[key] = {}
+        return held, changes
 
     def on_CreditsIssued(self, entry: Entry) -> None:
         e: a.CreditsIssued = entry.event  # type: ignore[assignment]
-        add_ranges(self._ranges(e.enterprise_id, e.instrument), [(e.serial_first, e.serial_last)])
+        held, changes = self._ranges(e.enterprise_id, e.instrument)
+        add_ranges(held, [(e.serial_first, e.serial_last)], changes)
         self._issued.append(
             (entry.position, entry.time, e.enterprise_id, e.instrument, e.quantity,
              e.serial_first, e.serial_last, e.reason)
         )  # fmt: skip
 
     def _move(self, source: str, target: str, symbol: str, serials: Any) -> None:
-        remove_ranges(self._ranges(source, symbol), serials)
-        add_ranges(self._ranges(target, symbol), serials)
+        held, changes = self._ranges(source, symbol)
+        remove_ranges(held, serials, changes)
+        held, changes = self._ranges(target, symbol)
+        add_ranges(held, serials, changes)
 
     def on_TradeExecuted(self, entry: Entry) -> None:
         t: x.TradeExecuted = entry.event  # type: ignore[assignment]
@@ -181,7 +213,8 @@ class Holdings(Projection):
 
     def on_CreditsSurrendered(self, entry: Entry) -> None:
         e: a.CreditsSurrendered = entry.event  # type: ignore[assignment]
-        remove_ranges(self._ranges(e.enterprise_id, e.instrument), e.serials)
+        held, changes = self._ranges(e.enterprise_id, e.instrument)
+        remove_ranges(held, e.serials, changes)
         self._cancelled.append(
             (entry.position, entry.time, "surrender", e.enterprise_id, e.instrument, e.quantity,
              orjson.dumps(e.serials).decode(), e.period, None, None)
@@ -189,7 +222,8 @@ class Holdings(Projection):
 
     def on_CreditsRetired(self, entry: Entry) -> None:
         e: a.CreditsRetired = entry.event  # type: ignore[assignment]
-        remove_ranges(self._ranges(e.enterprise_id, e.instrument), e.serials)
+        held, changes = self._ranges(e.enterprise_id, e.instrument)
+        remove_ranges(held, e.serials, changes)
         self._cancelled.append(
             (entry.position, entry.time, "retirement", e.enterprise_id, e.instrument,
              e.quantity, orjson.dumps(e.serials).decode(), None, e.beneficiary, e.reason)

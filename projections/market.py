@@ -24,6 +24,7 @@ SHANGHAI = timezone(timedelta(hours=8))
 MINUTE = 60_000_000
 HOUR = 60 * MINUTE
 INTERVALS = {"1m": MINUTE, "1h": HOUR, "1d": 24 * HOUR}
+_LIVE_BUCKETS = (("1m", MINUTE), ("1h", HOUR))  # built from trades; 1d from the close
 
 INSTRUMENTS = Table(
     "rm_instruments",
@@ -114,6 +115,7 @@ def day_start(day: str) -> int:
 
 class Market(Projection):
     name = "market"
+    cost = 19
     tables = (INSTRUMENTS, BOOK, RESTING, TRADES, CANDLES)
 
     def reset(self) -> None:
@@ -124,6 +126,9 @@ class Market(Projection):
         self._dirty_instruments: set[str] = set()
         self._dirty_levels: set[tuple[str, str, int]] = set()
         self._dirty_resting: set[int] = set()
+        # Resting orders that have a row: most orders rest and leave within one batch,
+        # and deleting rows that were never written costs as much as writing them.
+        self._stored_resting: set[int] = set()
         self._dirty_candles: set[tuple[str, str, int]] = set()
         self._trades: list[tuple[Any, ...]] = []
 
@@ -134,6 +139,7 @@ class Market(Projection):
             self.levels[(symbol, side, price)] = [quantity, count]
         for order_id, symbol, side, price, remaining in db.query("SELECT * FROM rm_resting"):
             self.resting[order_id] = [symbol, side, price, remaining]
+        self._stored_resting = set(self.resting)
         # Only each series' latest bucket can still change.
         for row in db.query(
             "SELECT c.* FROM rm_candles c JOIN (SELECT instrument, bucket, MAX(start) AS s "
@@ -153,11 +159,13 @@ class Market(Projection):
             cursor, BOOK, [(*k, *self.levels[k]) for k in levels if k in self.levels]
         )
         self.write_deletes(cursor, BOOK, [k for k in levels if k not in self.levels])
-        resting = sorted(self._dirty_resting)
-        self.write_upserts(
-            cursor, RESTING, [(i, *self.resting[i]) for i in resting if i in self.resting]
-        )
-        self.write_deletes(cursor, RESTING, [(i,) for i in resting if i not in self.resting])
+        resting, stored = sorted(self._dirty_resting), self._stored_resting
+        kept = [i for i in resting if i in self.resting]
+        gone = [i for i in resting if i not in self.resting and i in stored]
+        self.write_upserts(cursor, RESTING, [(i, *self.resting[i]) for i in kept])
+        self.write_deletes(cursor, RESTING, [(i,) for i in gone])
+        stored.update(kept)
+        stored.difference_update(gone)
         cursor.insert_rows(TRADES.name, TRADES.column_names, self._trades)
         self.write_upserts(
             cursor, CANDLES, [(*k, *self.candles[k]) for k in sorted(self._dirty_candles)]
@@ -244,19 +252,20 @@ class Market(Projection):
             inst[_NOTIONAL] += price * t.quantity
             inst[_TRADES] += 1
             self._dirty_instruments.add(t.instrument)
-        for interval in ("1m", "1h"):
-            size = INTERVALS[interval]
-            key = (t.instrument, interval, entry.time - entry.time % size)
-            candle = self.candles.get(key)
+        price, quantity, time, candles = t.price, t.quantity, entry.time, self.candles
+        for interval, size in _LIVE_BUCKETS:
+            key = (t.instrument, interval, time - time % size)
+            candle = candles.get(key)
             if candle is None:
-                self.candles[key] = [t.price, t.price, t.price, t.price, t.quantity,
-                                     t.price * t.quantity, 1]  # fmt: skip
+                candles[key] = [price, price, price, price, quantity, price * quantity, 1]
             else:
-                candle[1] = max(candle[1], t.price)
-                candle[2] = min(candle[2], t.price)
-                candle[3] = t.price
-                candle[4] += t.quantity
-                candle[5] += t.price * t.quantity
+                if price > candle[1]:
+                    candle[1] = price
+                elif price < candle[2]:
+                    candle[2] = price
+                candle[3] = price
+                candle[4] += quantity
+                candle[5] += price * quantity
                 candle[6] += 1
             self._dirty_candles.add(key)
 

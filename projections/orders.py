@@ -73,6 +73,7 @@ _QTY, _FILLED, _REMAINING, _STATUS, _HELD, _UPDATED = 7, 8, 9, 13, 15, 17
 
 class Orders(Projection):
     name = "orders"
+    cost = 30
     tables = (ORDERS, FILLS)
 
     def reset(self) -> None:
@@ -192,6 +193,7 @@ class Outcomes(Projection):
     """One row per command that had results: where they are, and a refusal's reason."""
 
     name = "outcomes"
+    cost = 9
     tables = (OUTCOMES,)
 
     def reset(self) -> None:

@@ -12,19 +12,22 @@ never see half a command: an order on the book that its own fills already took o
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from events.codec import decode
 from infra.recorders import Row
 from infra.sqldb import Cursor, SqlDatabase
 from infra.store import Store
 from projections.base import Entry, Projection, Table
+from projections.parallel import can_share, importable, rebuild_in_workers, split
 
 __all__ = [
     "PROJECTOR_CHANNEL",
     "TRACKING",
+    "ProjectionMoved",
     "Projector",
     "ensure_tables",
     "tracking_positions",
@@ -32,6 +35,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("carbonx.projector")
+
+Handler = Callable[[Entry], None]
 
 TRACKING = Table(
     "rm_tracking",
@@ -56,14 +61,26 @@ def tracking_positions(db: SqlDatabase) -> dict[str, int]:
     return {name: position for name, position in db.query("SELECT * FROM rm_tracking")}
 
 
+class ProjectionMoved(RuntimeError):
+    """Another projector committed a batch of this projection since this one loaded it:
+    this batch is refused (its rows would be a second copy) and the state reloaded."""
+
+
 class Projector:
-    def __init__(self, store: Store, projections: Sequence[Projection], batch: int = 5_000) -> None:
+    def __init__(
+        self,
+        store: Store,
+        projections: Sequence[Projection],
+        batch: int = 5_000,
+        indexes: bool = True,
+    ) -> None:
+        """`indexes`: create missing secondary indexes now (a rebuild adds them after)."""
         self.store = store
         self.db = store.sql
         self.projections = list(projections)
         self.batch = batch
         self.positions: dict[str, int] = {}
-        ensure_tables(self.db, [t for p in self.projections for t in p.tables])
+        ensure_tables(self.db, [t for p in self.projections for t in p.tables], indexes)
         self.load()
 
     # ------------------------------------------------------------------ state
@@ -89,20 +106,13 @@ class Projector:
         rows = self.store.journal.read(after, self.batch)
         if not rows:
             return 0
-        entries = _whole_commands([_entry(row) for row in rows], full=len(rows) == self.batch)
-        touched: list[Projection] = []
-        for projection in self.projections:
-            seen = self.positions[projection.name]
-            if seen >= entries[-1].position:
-                continue
-            apply = projection.apply
-            for entry in entries:
-                if entry.position > seen:
-                    apply(entry)
-            touched.append(projection)
-        last = entries[-1].position
+        rows = _whole_commands(rows, full=len(rows) == self.batch)
+        last = rows[-1].position
+        touched = [p for p in self.projections if self.positions[p.name] < last]
         try:
+            self._apply(rows, touched)
             with self.db.transaction() as cursor:
+                self._check_positions(cursor, touched)
                 for projection in touched:
                     projection.flush(cursor)
                     self._record(cursor, projection.name, last)
@@ -116,7 +126,50 @@ class Projector:
         for projection in touched:
             self.positions[projection.name] = last
         self.store.poke()
-        return len(entries)
+        return len(rows)
+
+    def _apply(self, rows: list[Row], projections: list[Projection]) -> None:
+        """Feed each entry to the projections that handle its type and have not seen it.
+
+        Routing goes by the stored type name, so each entry is decoded once, for all of
+        them, and not at all when none of them cares.
+        """
+        routes: dict[str, list[tuple[int, Handler]]] = {}
+        positions = self.positions
+        for row in rows:
+            route = routes.get(row.type_name)
+            if route is None:
+                route = routes[row.type_name] = [
+                    (positions[p.name], handler)
+                    for p in projections
+                    if (handler := p.handler(row.type_name)) is not None
+                ]
+            if route:
+                entry = decode(row.body)
+                position = entry.position
+                for seen, handle in route:
+                    if position > seen:
+                        handle(entry)
+
+    def _check_positions(self, cursor: Cursor, projections: list[Projection]) -> None:
+        """Inside the batch's transaction (and locking the rows on PostgreSQL): each
+        projection must still stand where this projector last saw it committed."""
+        names = [p.name for p in projections]
+        if not names:
+            return
+        lock = " FOR UPDATE" if self.db.dialect == "postgres" else ""
+        cursor.execute(
+            f"SELECT projection, position FROM rm_tracking "
+            f"WHERE projection IN ({', '.join(['%s'] * len(names))}){lock}",
+            names,
+        )
+        stored = dict(cursor.fetchall())
+        for name in names:
+            if stored.get(name, 0) != self.positions[name]:
+                raise ProjectionMoved(
+                    f"{name} stands at {stored.get(name, 0)}, not {self.positions[name]}: "
+                    "another projector moved it"
+                )
 
     @staticmethod
     def _record(cursor: Cursor, name: str, position: int) -> None:
@@ -136,9 +189,14 @@ class Projector:
             total += read
         return total
 
-    def rebuild(self, names: Iterable[str] | None = None) -> int:
+    def rebuild(self, names: Iterable[str] | None = None, workers: int | None = None) -> int:
         """Drop the tables of the named projections (all by default) and rebuild them
-        from position 0; the others keep their rows. Entries read."""
+        from position 0; the others keep their rows. Entries read.
+
+        With more than one worker (default: one per CPU), groups of projections are
+        rebuilt in worker processes at once (:mod:`projections.parallel`); this
+        projector then loads what they committed.
+        """
         wanted = set(names) if names is not None else {p.name for p in self.projections}
         chosen = [p for p in self.projections if p.name in wanted]
         with self.db.transaction() as cursor:
@@ -148,8 +206,13 @@ class Projector:
                 cursor.execute("DELETE FROM rm_tracking WHERE projection = %s", (projection.name,))
         tables = [t for p in chosen for t in p.tables]
         ensure_tables(self.db, tables, indexes=False)
+        if workers is None:
+            workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        shareable = can_share(self.store.url) and all(importable(p) for p in chosen)
+        groups = split(chosen, workers) if shareable else [chosen]
+        read = max(rebuild_in_workers(self.store.url, groups, self.batch)) if len(groups) > 1 else 0
         self.load()
-        read = self.catch_up()
+        read += self.catch_up()
         with self.db.transaction() as cursor:
             for table in tables:
                 for statement in table.create_indexes():
@@ -170,21 +233,22 @@ class Projector:
             self.store.wait_for_change(seen, idle)
 
 
-def _entry(row: Row) -> Entry:
-    decoded = decode(row.body)
-    return Entry(decoded.position, decoded.time, decoded.cause, decoded.event)
-
-
-def _whole_commands(entries: list[Entry], full: bool) -> list[Entry]:
+def _whole_commands(rows: list[Row], full: bool) -> list[Row]:
     """Drop a trailing partial command from a full page (unless that is all there is):
     the rest of its results may be on the next page."""
-    last_cause = entries[-1].cause
-    if not full or last_cause is None:
-        return entries
-    cut = len(entries)
-    while cut > 0 and entries[cut - 1].cause == last_cause:
+    if not full:
+        return rows
+
+    def cause(row: Row) -> int | None:
+        return decode(row.body).cause
+
+    last_cause = cause(rows[-1])
+    if last_cause is None:
+        return rows
+    cut = len(rows)
+    while cut > 0 and cause(rows[cut - 1]) == last_cause:
         cut -= 1
-    return entries[:cut] if cut else entries
+    return rows[:cut] if cut else rows
 
 
 def wait_for_projections(store: Store, position: int, timeout: float) -> bool:

@@ -125,6 +125,7 @@ def _json(value: Any) -> str:
 
 class Registry(Projection):
     name = "registry"
+    cost = 1
     tables = (ENTERPRISES, REPORTS, PERIODS, COMPLIANCE, EVALUATIONS)
 
     def reset(self) -> None:

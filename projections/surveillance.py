@@ -44,6 +44,7 @@ PAIRS = Table(
 
 class Surveillance(Projection):
     name = "surveillance"
+    cost = 13
     tables = (VOLUMES, PAIRS)
 
     def reset(self) -> None:

@@ -1,0 +1,77 @@
+"""Bulk writes of the read-model database: many rows per statement on SQLite, a COPY'd
+scratch table on PostgreSQL, and the same result as one statement per row."""
+
+from __future__ import annotations
+
+import pytest
+
+from infra.store import open_store
+
+COLUMNS = ("owner", "asset", "n", "note")
+KEY = ("owner", "asset")
+
+
+@pytest.mark.parametrize("count", [0, 1, 63, 64, 1_000, 2_345])
+def test_bulk_upserts_and_deletes_equal_row_by_row(store_url: str, count: int) -> None:
+    rows = [(f"E{i % 97}", f"A{i % 7}", i, None if i % 3 else f"n{i}") for i in range(count)]
+    with open_store(store_url) as store:
+        db = store.sql
+        with db.transaction() as cursor:
+            for name in ("t_bulk", "t_single"):
+                cursor.execute(
+                    f"CREATE TABLE {name} (owner TEXT NOT NULL, asset TEXT NOT NULL, "
+                    f"n BIGINT NOT NULL, note TEXT, PRIMARY KEY (owner, asset))"
+                )
+        with db.transaction() as cursor:
+            # Repeated keys inside one call: the later row wins, as with one upsert each.
+            cursor.upsert_rows("t_bulk", COLUMNS, KEY, rows)
+            for row in rows:
+                cursor.execute(
+                    "INSERT INTO t_single (owner, asset, n, note) VALUES (%s, %s, %s, %s) "
+                    "ON CONFLICT (owner, asset) DO UPDATE SET n = excluded.n, "
+                    "note = excluded.note",
+                    row,
+                )
+        with db.transaction() as cursor:  # and again, over rows that are all there now
+            cursor.upsert_rows("t_bulk", COLUMNS, KEY, [(o, a, n + 1, "x") for o, a, n, _ in rows])
+            cursor.execute("UPDATE t_single SET n = n + 1, note = 'x'")
+        gone = [(f"E{i % 97}", f"A{i % 7}") for i in range(0, count, 2)] + [("nobody", "A0")]
+        with db.transaction() as cursor:
+            cursor.delete_rows("t_bulk", KEY, gone)
+            for key in gone:
+                cursor.execute("DELETE FROM t_single WHERE owner = %s AND asset = %s", key)
+        bulk = db.query("SELECT * FROM t_bulk ORDER BY owner, asset")
+        single = db.query("SELECT * FROM t_single ORDER BY owner, asset")
+        assert bulk == single
+        assert len(bulk) == len({(o, a) for o, a, _, _ in rows} - set(gone))
+
+
+def test_bulk_inserts_keep_every_row(store_url: str) -> None:
+    rows = [(i, f"v{i}" if i % 5 else None) for i in range(1_234)]
+    with open_store(store_url) as store:
+        with store.sql.transaction() as cursor:
+            cursor.execute("CREATE TABLE t_rows (k BIGINT NOT NULL PRIMARY KEY, v TEXT)")
+            cursor.insert_rows("t_rows", ("k", "v"), rows)
+        assert store.sql.query("SELECT k, v FROM t_rows ORDER BY k") == rows
+
+
+def test_a_failed_transaction_leaves_the_scratch_tables_usable(store_url: str) -> None:
+    """On PostgreSQL the scratch table is created inside the transaction: a rollback
+    takes it away again, and the next bulk write must not miss it."""
+    rows = [(f"E{i}", "A", i, None) for i in range(100)]
+    with open_store(store_url) as store:
+        db = store.sql
+        with db.transaction() as cursor:
+            cursor.execute(
+                "CREATE TABLE t_bulk (owner TEXT NOT NULL, asset TEXT NOT NULL, "
+                "n BIGINT NOT NULL, note TEXT, PRIMARY KEY (owner, asset))"
+            )
+        with pytest.raises(RuntimeError), db.transaction() as cursor:
+            cursor.upsert_rows("t_bulk", COLUMNS, KEY, rows)
+            raise RuntimeError("rolled back")
+        assert db.query("SELECT COUNT(*) FROM t_bulk")[0][0] == 0
+        for _ in range(2):
+            with db.transaction() as cursor:
+                cursor.upsert_rows("t_bulk", COLUMNS, KEY, rows)
+                cursor.delete_rows("t_bulk", KEY, [(o, a) for o, a, _, _ in rows[:70]])
+        assert db.query("SELECT COUNT(*) FROM t_bulk")[0][0] == 30
