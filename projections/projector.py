@@ -115,7 +115,7 @@ class Projector:
                 self._check_positions(cursor, touched)
                 for projection in touched:
                     projection.flush(cursor)
-                    self._record(cursor, projection.name, last)
+                self._record(cursor, [projection.name for projection in touched], last)
                 if self.db.dialect == "postgres":
                     cursor.execute(f"NOTIFY {PROJECTOR_CHANNEL}")
         except BaseException:
@@ -172,12 +172,13 @@ class Projector:
                 )
 
     @staticmethod
-    def _record(cursor: Cursor, name: str, position: int) -> None:
-        cursor.execute(
-            "INSERT INTO rm_tracking (projection, position) VALUES (%s, %s) "
-            "ON CONFLICT (projection) DO UPDATE SET position = excluded.position",
-            (name, position),
-        )
+    def _record(cursor: Cursor, names: list[str], position: int) -> None:
+        """Every projection of the batch now stands at `position`: one statement (a
+        round trip per projection was a third of a small batch's time on PostgreSQL)."""
+        cursor.upsert_rows(
+            "rm_tracking", ("projection", "position"), ("projection",),
+            [(name, position) for name in names],
+        )  # fmt: skip
 
     def catch_up(self, upto: int | None = None) -> int:
         """Project until the journal's head (or `upto`); entries read."""
