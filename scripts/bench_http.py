@@ -117,6 +117,12 @@ async def _batches(
         started = time.perf_counter()
         await asyncio.gather(*(worker(client, i) for i in range(clients)))
         elapsed = time.perf_counter() - started
+    return _figures(n, elapsed, latencies, statuses)
+
+
+def _figures(
+    n: int, elapsed: float, latencies: list[float], statuses: dict[int, int]
+) -> dict[str, Any]:
     latencies.sort()
     return {
         "orders_per_s": n / elapsed,
@@ -154,13 +160,7 @@ async def _orders(base: str, tokens: dict[str, str], clients: int, n: int) -> di
         started = time.perf_counter()
         await asyncio.gather(*(worker(client, i) for i in range(clients)))
         elapsed = time.perf_counter() - started
-    latencies.sort()
-    return {
-        "orders_per_s": n / elapsed,
-        "p50_ms": statistics.median(latencies) * 1_000,
-        "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1_000,
-        "statuses": statuses,
-    }
+    return _figures(n, elapsed, latencies, statuses)
 
 
 def run(db: str, clients: int, n: int, batch: int, workers: int) -> dict[str, Any]:

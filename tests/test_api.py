@@ -179,13 +179,19 @@ def test_wait_false_answers_202_and_the_order_follows(live: Live) -> None:
               "side": "sell", "type": "limit", "quantity": 5, "price": 6_500},
     )  # fmt: skip
     assert response.status_code == 202
-    order_id = response.json()["order_id"]
+    assert _order_once_projected(live, "trader1", response.json()["order_id"])["status"] == "open"
+
+
+def _order_once_projected(live: Live, who: str, order_id: int) -> dict[str, Any]:
+    """GET an order accepted with wait=false, as soon as the read models have it."""
     for _ in range(200):
-        found = live.client.get(f"/v1/orders/{order_id}", headers=live.headers("trader1"))
+        found = live.client.get(f"/v1/orders/{order_id}", headers=live.headers(who))
         if found.status_code == 200:
             break
         live.store.wait_for_change(live.store.generation(), 0.05)
-    assert found.json()["status"] == "open"
+    assert found.status_code == 200, found.text
+    order: dict[str, Any] = found.json()
+    return order
 
 
 ROLES = ("operator", "regulator", "verifier", "trader1", "trader2", "viewer1")
@@ -373,13 +379,8 @@ def test_a_batch_with_an_idempotency_key_or_without_waiting(live: Live) -> None:
     assert pending.status_code == 202, pending.text
     accepted = pending.json()["orders"]
     assert [a["status"] for a in accepted] == ["pending", "pending"]
-    last = accepted[-1]["order_id"]
-    for _ in range(200):
-        found = live.client.get(f"/v1/orders/{last}", headers=live.headers("trader2"))
-        if found.status_code == 200:
-            break
-        live.store.wait_for_change(live.store.generation(), 0.05)
-    assert found.json()["client_order_id"] == "w-1"
+    last = _order_once_projected(live, "trader2", accepted[-1]["order_id"])
+    assert last["client_order_id"] == "w-1"
 
 
 def test_cross_enterprise_writes_are_refused(live: Live) -> None:
