@@ -6,6 +6,7 @@ embedded SQLite file `./data/carbonx.db`).
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
@@ -61,7 +62,9 @@ workers_option = click.option(
 )
 
 
-def _serve_http(app: Any, host: str, port: int, workers: int, env: dict[str, str]) -> None:
+def _serve_http(
+    app: Callable[[], Any], host: str, port: int, workers: int, env: dict[str, str]
+) -> None:
     """Serve `app` in this process, or (workers > 1) as uvicorn worker processes that
     each build their app from `env` (see services/gateway/workers.py)."""
     import os
@@ -366,11 +369,16 @@ def gateway(
     from services.gateway.workers import worker_environment
 
     configure_logging()
-    with open_store(db_url) as store:
-        _serve_http(
-            lambda: create_app(
+    with contextlib.ExitStack() as stack:
+
+        def app() -> Any:  # only when this process serves (one worker): its store
+            store = stack.enter_context(open_store(db_url))
+            return create_app(
                 store, config=_engine_config(calendar), kafka=kafka, commands_over_kafka=bool(kafka)
-            ),
+            )
+
+        _serve_http(
+            app,
             host,
             port,
             workers,

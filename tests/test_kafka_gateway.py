@@ -29,6 +29,15 @@ def _session(live: Live) -> list[dict[str, Any]]:
                          quantity=15, price=6_010)  # fmt: skip
         assert buy.status_code == 201, buy.text
         answers.append(buy.json())
+    # A batch naming a client order id already used, or one id twice, is refused whole
+    # on either path (both journals must stay the same: nothing of it may reach them).
+    fresh = {"client_order_id": "fresh", "enterprise_id": E1, "instrument": "HCC-2025",
+             "side": "sell", "type": "limit", "quantity": 1, "price": 6_000}  # fmt: skip
+    for orders in ([fresh, {**fresh, "client_order_id": "s0"}], [fresh, fresh]):
+        batch = live.client.post(
+            "/v1/orders/batch", headers=live.headers("trader1"), json={"orders": orders}
+        )
+        assert batch.status_code == 409, batch.text
     return answers
 
 

@@ -67,37 +67,37 @@ class Gateway:
             if symbol not in self._symbols:  # a listing may be new: look once more
                 await run_in_threadpool(self.instrument_known, symbol)
             symbols = self._symbols
-        if self.sender is not None:
-            errors = validate(command, symbols)
-            if errors:
-                raise InvalidCommand(command.type_name, errors)
-            await run_in_threadpool(self.sender.submit, [(command, self.clock())])
-            return None
-        assert self.batcher is not None
-        return await self._appended(self.batcher.submit(command, self.clock(), symbols))
+        errors = validate(command, symbols)
+        if errors:
+            raise InvalidCommand(command.type_name, errors)
+        return await self._deliver([command])
 
     async def send_group(self, commands: list[Event], field: str = "commands") -> int | None:
         """Validate every command (InvalidCommand names `field.index.name` for each
         problem; then nothing is sent) and append them together, all or none: the
         first intake position (None when they went to Kafka)."""
-        named = {getattr(cmd, "instrument", None) for cmd in commands} - {None}
-        if not named <= self._symbols:  # a listing may be new: look once more
-            self._symbols.clear()
-            await run_in_threadpool(self.known_instruments)
-        symbols = self._symbols
+        named = (getattr(cmd, "instrument", None) for cmd in commands)
+        unknown = [s for s in named if isinstance(s, str) and s not in self._symbols]
+        if unknown:  # a listing may be new: look once more
+            await run_in_threadpool(self.instrument_known, unknown[0])
         errors = [
             FieldError(f"{field}.{index}.{error.field}", error.message)
             for index, cmd in enumerate(commands)
-            for error in validate(cmd, symbols)
+            for error in validate(cmd, self._symbols)
         ]
         if errors:
             raise InvalidCommand(commands[0].type_name, errors)
+        return await self._deliver(commands)
+
+    async def _deliver(self, commands: list[Event]) -> int | None:
+        """Hand validated `commands` to the command topic (None) or to the intake writer
+        (their first intake position), all with the same time."""
+        now = self.clock()
         if self.sender is not None:
-            now = self.clock()
             await run_in_threadpool(self.sender.submit, [(cmd, now) for cmd in commands])
             return None
         assert self.batcher is not None
-        return await self._appended(self.batcher.submit_group(commands, self.clock()))
+        return await self._appended(self.batcher.submit_group(commands, now))
 
     async def _appended(self, future: Future[int]) -> int:
         try:

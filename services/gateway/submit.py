@@ -19,18 +19,17 @@ import contextlib
 import logging
 import queue
 import threading
-from collections.abc import Container
 from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
 from events.base import Event
 from events.codec import frame
 from events.commands import PlaceOrder
+from infra.sqldb import SqlDatabase
 from infra.store import Store
 from projections.orders import orders_by_ids
-from services.exchange.intake import InvalidCommand, validate
 
-__all__ = ["IntakeBatcher", "OutcomeWatcher", "ReusedClientOrderId"]
+__all__ = ["IntakeBatcher", "OutcomeWatcher", "ReusedClientOrderId", "used_client_ids"]
 
 log = logging.getLogger("carbonx.gateway")
 
@@ -56,17 +55,8 @@ class IntakeBatcher:
             self._thread = threading.Thread(target=self._run, name="carbonx-intake", daemon=True)
             self._thread.start()
 
-    def submit(
-        self, command: Event, time: int, instruments: Container[str] | None = None
-    ) -> Future[int]:
-        """Validate now (raises InvalidCommand), append soon; the future gives the position."""
-        errors = validate(command, instruments)
-        if errors:
-            raise InvalidCommand(command.type_name, errors)
-        return self.submit_group([command], time)
-
     def submit_group(self, commands: list[Event], time: int) -> Future[int]:
-        """Append already validated `commands` together: contiguous positions, one
+        """Append validated `commands` together: contiguous positions, one
         transaction, all or none (a reused client order id refuses the whole group).
         The future gives the first position."""
         future: Future[int] = Future()
@@ -125,7 +115,7 @@ class IntakeBatcher:
         if not wanted:
             return batch
         try:
-            used = self._used_client_ids(wanted)
+            used = used_client_ids(self.store.sql, wanted)
         except Exception:  # the read side is down: the append will tell the truth
             log.exception("client order id check failed")
             used = set()
@@ -153,19 +143,21 @@ class IntakeBatcher:
             kept.append(item)
         return kept
 
-    def _used_client_ids(self, wanted: list[tuple[str, str]]) -> set[tuple[str, str]]:
-        used: set[tuple[str, str]] = set()
-        for start in range(0, len(wanted), 400):
-            chunk = wanted[start : start + 400]
-            where = " OR ".join(["(enterprise_id = %s AND client_order_id = %s)"] * len(chunk))
-            params = [value for pair in chunk for value in pair]
-            used.update(
-                (eid, coid)
-                for eid, coid in self.store.sql.query(
-                    f"SELECT enterprise_id, client_order_id FROM rm_orders WHERE {where}", params
-                )
+
+def used_client_ids(db: SqlDatabase, wanted: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which of the (enterprise, client order id) pairs the read models already hold."""
+    used: set[tuple[str, str]] = set()
+    for start in range(0, len(wanted), 400):
+        chunk = wanted[start : start + 400]
+        where = " OR ".join(["(enterprise_id = %s AND client_order_id = %s)"] * len(chunk))
+        params = [value for pair in chunk for value in pair]
+        used.update(
+            (eid, coid)
+            for eid, coid in db.query(
+                f"SELECT enterprise_id, client_order_id FROM rm_orders WHERE {where}", params
             )
-        return used
+        )
+    return used
 
 
 class ReusedClientOrderId(ValueError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -10,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from events import commands as c
+from events.base import Event
 from infra.sqldb import SqlDatabase
 from projections import orders as read
 from services.exchange.intake import FieldError
@@ -19,6 +21,7 @@ from services.gateway.context import Gateway, gateway
 from services.gateway.idempotency import idempotent
 from services.gateway.problems import Problem
 from services.gateway.routes.common import ERRORS, MAX_POSITION, json
+from services.gateway.submit import ReusedClientOrderId, used_client_ids
 
 __all__ = ["router"]
 
@@ -119,6 +122,16 @@ async def place_order(
     return await idempotent(request, caller, body.model_dump(), work)
 
 
+async def _refuse_reused_client_ids(ctx: Gateway, keys: list[tuple[str, str]]) -> None:
+    """409 unless every (enterprise, client order id) is new: neither repeated among
+    `keys` nor already in the read models."""
+    reused = [key for key, times in Counter(keys).items() if times > 1]
+    reused += sorted(await run_in_threadpool(used_client_ids, ctx.store.sql, keys))
+    if reused:
+        eid, coid = reused[0]
+        raise Problem(409, "Conflict", str(ReusedClientOrderId(eid, coid)))
+
+
 def _command(body: m.OrderIn) -> c.PlaceOrder:
     return c.PlaceOrder(
         client_order_id=body.client_order_id,
@@ -167,8 +180,11 @@ async def place_orders(
         ]
         if priceless:
             raise Problem(422, "Invalid request", "a limit order needs a price", errors=priceless)
-        commands = [_command(item) for item in body.orders]
-        first = await ctx.send_group(list(commands), field="orders")
+        if ctx.sender is not None:  # no intake writer to check client ids: look first
+            keys = [(item.enterprise_id, item.client_order_id) for item in body.orders]
+            await _refuse_reused_client_ids(ctx, keys)
+        commands: list[Event] = [_command(item) for item in body.orders]
+        first = await ctx.send_group(commands, field="orders")
         if first is None:  # Kafka: positions are assigned by the engine's bridge
             pending = [
                 {"order_id": None, "status": "pending", "intake_position": None,
