@@ -23,6 +23,7 @@ __all__ = [
     "orders",
     "orders_by_ids",
     "outcome",
+    "outcomes_of",
 ]
 
 ORDER_COLUMNS = (
@@ -300,9 +301,20 @@ def orders(
 
 
 def outcome(db: SqlDatabase, cause: int) -> dict[str, Any] | None:
-    rows = db.query("SELECT * FROM rm_outcomes WHERE cause = %s", (cause,))
-    if not rows:
-        return None
-    cause_, first, last, kind, reason, detail = rows[0]
-    return {"cause": cause_, "first_position": first, "last_position": last,
-            "result_type": kind, "reject_reason": reason, "detail": detail}  # fmt: skip
+    return outcomes_of(db, [cause]).get(cause)
+
+
+def outcomes_of(db: SqlDatabase, causes: list[int]) -> dict[int, dict[str, Any]]:
+    """The recorded outcomes of the commands at these intake positions (any there are)."""
+    found: dict[int, dict[str, Any]] = {}
+    for start in range(0, len(causes), 500):
+        chunk = causes[start : start + 500]
+        marks = ", ".join(["%s"] * len(chunk))
+        for cause, first, last, kind, reason, detail in db.query(
+            f"SELECT * FROM rm_outcomes WHERE cause IN ({marks})", chunk
+        ):
+            found[cause] = {
+                "cause": cause, "first_position": first, "last_position": last,
+                "result_type": kind, "reject_reason": reason, "detail": detail,
+            }  # fmt: skip
+    return found

@@ -11,8 +11,16 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from fastapi.testclient import TestClient
 
-from tests.live import Live, http_server, live_system
+from infra.store import open_store
+from projections import all_projections
+from projections.projector import Projector
+from services.demo import seed_demo
+from services.exchange.runner import EngineRunner
+from services.gateway.app import create_app
+from services.gateway.auth import create_token
+from tests.live import CONFIG, Live, http_server, live_system
 
 E1, E2 = "E-DEMO-1", "E-DEMO-2"
 
@@ -134,6 +142,27 @@ def test_engine_refusals_and_bad_input_change_nothing(live: Live) -> None:
         assert answer.headers["content-type"] == "application/problem+json"
         assert field in {e["field"] for e in answer.json()["errors"]}, answer.json()
     assert live.store.intake.head() == head  # nothing was appended
+    # Bodies the fast JSON parser refuses get the answer the standard one gives: an
+    # integer beyond 64 bits or NaN is a field error, broken JSON a problem.
+    raw = (
+        b'{"client_order_id": "big", "enterprise_id": "E-DEMO-1", "instrument": "HCC-2025", '
+        b'"side": "sell", "type": "limit", "time_in_force": "gtc", "price": 6000, '
+    )
+    for tail, field in (
+        (b'"quantity": 100000000000000000000000}', "quantity"),
+        (b'"quantity": NaN}', "quantity"),
+        (b'"quantity": 10', None),
+    ):
+        answer = live.client.post(
+            "/v1/orders",
+            content=raw + tail,
+            headers=live.headers("trader1", **{"Content-Type": "application/json"}),
+        )
+        assert answer.status_code == 422, (tail, answer.text)
+        assert answer.headers["content-type"] == "application/problem+json"
+        if field is not None:
+            assert field in {e["field"] for e in answer.json()["errors"]}, answer.json()
+    assert live.store.intake.head() == head
     # A used client order id is a conflict.
     live.order("trader1", E1, client_order_id="dup", side="sell", quantity=1, price=6_000)
     dup = live.order("trader1", E1, client_order_id="dup", side="sell", quantity=1, price=6_000)
@@ -527,3 +556,37 @@ def test_a_client_order_id_is_used_once_even_by_concurrent_requests(live: Live) 
     assert statuses == [201, 409, 409, 409]
     mine = live.client.get("/v1/orders", headers=live.headers("trader1")).json()["orders"]
     assert [o["client_order_id"] for o in mine].count("same") == 1
+
+
+def test_a_batch_the_engine_has_not_answered_gets_504_and_is_still_decided(
+    store_url: str,
+) -> None:
+    """Without an engine running, a waiting batch times out with 504 naming its first
+    intake position; the orders stay appended, and once an engine runs they are decided
+    like any other."""
+    store = open_store(store_url)
+    try:
+        seed_demo(store)
+        runner = EngineRunner(store, CONFIG, batch=500)
+        projector = Projector(store, all_projections())
+        runner.drain()
+        projector.catch_up()
+        token = create_token(store.sql, "trader", E1)
+        headers = {"Authorization": f"Bearer {token}"}
+        app = create_app(store, config=CONFIG, wait_timeout=0.5)
+        batch = {"orders": [_batch_order(f"t-{i}", E1, "sell", 1, price=6_000) for i in range(3)]}
+        with TestClient(app) as client:
+            first = store.intake.head()[0] + 1
+            answer = client.post("/v1/orders/batch", headers=headers, json=batch)
+            assert answer.status_code == 504, answer.text
+            assert answer.headers["content-type"] == "application/problem+json"
+            assert answer.json()["intake_position"] == first
+            assert store.intake.head()[0] == first + 2  # all three were appended
+            runner.drain()
+            projector.catch_up()
+            for position in range(first, first + 3):
+                order = client.get(f"/v1/orders/{position}", headers=headers)
+                assert order.status_code == 200, order.text
+                assert order.json()["status"] == "open"
+    finally:
+        store.close()

@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from events.base import Event
 from infra.store import Store
 from projections.market import instruments
-from projections.orders import outcome
+from projections.orders import outcomes_of
 from services.exchange.config import EngineConfig
 from services.exchange.intake import FieldError, InvalidCommand, validate
 from services.exchange.kafka_intake import KafkaCommandSender
@@ -118,20 +118,28 @@ class Gateway:
 
     async def outcome(self, position: int) -> dict[str, Any]:
         """Wait for what became of the command at intake `position` (504 on timeout)."""
-        found = await self.watcher.wait(position, self.wait_timeout)
-        if found is None:
+        return (await self.outcomes([position]))[0]
+
+    async def outcomes(self, positions: list[int]) -> list[dict[str, Any]]:
+        """Wait for what became of the commands at intake `positions`, in their order
+        (504 naming the first unanswered position on timeout)."""
+        found = await self.watcher.wait_many(positions, self.wait_timeout)
+        missing = [p for p in positions if p not in found]
+        if missing:
             # The watcher may have missed a wake-up; one direct look before giving up.
-            found = await run_in_threadpool(outcome, self.store.sql, position)
-            if found is None:
+            looked = await run_in_threadpool(outcomes_of, self.store.sql, missing)
+            found.update(looked)
+            unanswered = [p for p in missing if p not in looked]
+            if unanswered:
                 raise Problem(
                     504,
                     "Gateway Timeout",
-                    f"the command was accepted at intake position {position} but the engine "
-                    f"has not answered within {self.wait_timeout:g} s; it will still be "
+                    f"the command was accepted at intake position {unanswered[0]} but the "
+                    f"engine has not answered within {self.wait_timeout:g} s; it will still be "
                     "processed: look it up later",
-                    intake_position=position,
+                    intake_position=unanswered[0],
                 )
-        return found
+        return [found[p] for p in positions]
 
     async def send_and_wait(self, command: Event, check_instrument: bool = True) -> dict[str, Any]:
         """Send `command` and wait for its outcome; 202-style dict when it went to Kafka."""

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 from fastapi import Request
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
@@ -82,10 +83,14 @@ def _release(db: SqlDatabase, owner: str, key: str) -> None:
 async def idempotent(
     request: Request,
     caller: Principal,
-    payload: object,
+    payload: BaseModel | object,
     work: Callable[[], Awaitable[Response]],
 ) -> Response:
-    """Run `work` once per (caller, Idempotency-Key); without a key, just run it."""
+    """Run `work` once per (caller, Idempotency-Key); without a key, just run it.
+
+    `payload` is what identifies the request (a body model is dumped only when a key
+    asks for it: most requests carry none).
+    """
     key = request.headers.get("idempotency-key")
     if key is None:
         return await work()
@@ -95,7 +100,10 @@ async def idempotent(
     digest = hashlib.sha256(
         request.method.encode()
         + request.url.path.encode()
-        + orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+        + orjson.dumps(
+            payload.model_dump() if isinstance(payload, BaseModel) else payload,
+            option=orjson.OPT_SORT_KEYS,
+        )
     ).hexdigest()
     owner = caller.token_hash
     _, existing = await run_in_threadpool(_claim, db, owner, key, digest)

@@ -172,11 +172,25 @@ class ReusedClientOrderId(ValueError):
 RECENT_IDS = 200_000
 
 
+class _Waiter:
+    """One request waiting for the outcomes of one or more intake positions: resolved
+    once, with all of them, however many positions it covers (a batch of 500 orders
+    costs one future and one wake-up of its event loop, not 500)."""
+
+    __slots__ = ("found", "future", "loop", "missing")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, causes: set[int]) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[dict[int, dict[str, Any]]] = loop.create_future()
+        self.missing = causes
+        self.found: dict[int, dict[str, Any]] = {}
+
+
 class OutcomeWatcher:
     def __init__(self, store: Store, poll: float = 0.05) -> None:
         self.store = store
         self.poll = poll
-        self._pending: dict[int, list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]]] = {}
+        self._pending: dict[int, list[_Waiter]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -192,21 +206,30 @@ class OutcomeWatcher:
     async def wait(self, cause: int, timeout: float) -> dict[str, Any] | None:
         """The outcome row of intake position `cause` once projections reached it, or
         None after `timeout` seconds."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
+        return (await self.wait_many([cause], timeout)).get(cause)
+
+    async def wait_many(self, causes: list[int], timeout: float) -> dict[int, dict[str, Any]]:
+        """The outcome rows of intake positions `causes` once projections reached all
+        of them; after `timeout` seconds, those that had arrived by then."""
+        waiter = _Waiter(asyncio.get_running_loop(), set(causes))
+        if not waiter.missing:
+            return {}
         with self._lock:
-            self._pending.setdefault(cause, []).append((loop, future))
+            for cause in waiter.missing:
+                self._pending.setdefault(cause, []).append(waiter)
         self._wake.set()
         try:
-            return await asyncio.wait_for(future, timeout)
+            return await asyncio.wait_for(waiter.future, timeout)
         except TimeoutError:
-            return None
+            with self._lock:
+                return dict(waiter.found)
         finally:
             with self._lock:
-                waiters = self._pending.get(cause, [])
-                waiters[:] = [w for w in waiters if w[1] is not future]
-                if not waiters:
-                    self._pending.pop(cause, None)
+                for cause in waiter.missing:
+                    waiters = self._pending.get(cause, [])
+                    waiters[:] = [w for w in waiters if w is not waiter]
+                    if not waiters:
+                        self._pending.pop(cause, None)
 
     def _run(self) -> None:
         seen = self.store.generation()
@@ -225,13 +248,23 @@ class OutcomeWatcher:
                 self._stop.wait(self.poll)
                 continue
             if found:
-                with self._lock:
-                    for cause, row in found.items():
-                        for loop, future in self._pending.pop(cause, []):
-                            # A request whose loop has gone (client gone) is skipped.
-                            with contextlib.suppress(RuntimeError):
-                                loop.call_soon_threadsafe(_resolve, future, row)
+                self._hand_out(found)
             seen = self.store.wait_for_change(seen, self.poll)
+
+    def _hand_out(self, found: dict[int, dict[str, Any]]) -> None:
+        """Give each waiter its rows; wake the loop of every waiter now complete."""
+        complete = []
+        with self._lock:
+            for cause, row in found.items():
+                for waiter in self._pending.pop(cause, ()):
+                    waiter.found[cause] = row
+                    waiter.missing.discard(cause)
+                    if not waiter.missing:
+                        complete.append(waiter)
+        for waiter in complete:
+            # A request whose loop has gone (client gone) is skipped.
+            with contextlib.suppress(RuntimeError):
+                waiter.loop.call_soon_threadsafe(_resolve, waiter.future, waiter.found)
 
     def _lookup(self, causes: list[int]) -> dict[int, dict[str, Any]]:
         db = self.store.sql
@@ -274,9 +307,9 @@ class OutcomeWatcher:
 _ORDER_RESULTS = {"OrderAccepted", "OrderRejected"}
 
 
-def _resolve(future: asyncio.Future[Any], row: dict[str, Any]) -> None:
+def _resolve(future: asyncio.Future[Any], found: dict[int, dict[str, Any]]) -> None:
     if not future.done():
-        future.set_result(row)
+        future.set_result(found)
 
 
 def _settle(

@@ -17,11 +17,12 @@ from services.gateway.auth import Principal, principal
 from services.gateway.context import Gateway, gateway
 from services.gateway.idempotency import idempotent
 from services.gateway.problems import Problem
+from services.gateway.requests import OrjsonRoute
 from services.gateway.routes.common import ERRORS, MAX_POSITION, json
 
 __all__ = ["router", "submit_command"]
 
-router = APIRouter(tags=["accounts"])
+router = APIRouter(tags=["accounts"], route_class=OrjsonRoute)
 Caller = Annotated[Principal, Depends(principal)]
 Ctx = Annotated[Gateway, Depends(gateway)]
 

@@ -23,11 +23,12 @@ from services.gateway.auth import Principal, principal
 from services.gateway.context import Gateway, gateway
 from services.gateway.idempotency import idempotent
 from services.gateway.problems import Problem
+from services.gateway.requests import OrjsonRoute
 from services.gateway.routes.common import ERRORS, json
 
 __all__ = ["BLOCK_TRADES", "router"]
 
-router = APIRouter(tags=["exchange"])
+router = APIRouter(tags=["exchange"], route_class=OrjsonRoute)
 Caller = Annotated[Principal, Depends(principal)]
 Ctx = Annotated[Gateway, Depends(gateway)]
 BlockId = Annotated[str, Path(min_length=1, max_length=40)]
@@ -105,7 +106,7 @@ async def propose(body: m.BlockTradeIn, request: Request, caller: Caller, ctx: C
         await run_in_threadpool(insert)
         return json(dict(zip(_NAMES, row, strict=True)), 201)
 
-    return await idempotent(request, caller, body.model_dump(), work)
+    return await idempotent(request, caller, body, work)
 
 
 @router.get("/v1/block-trades/{block_trade_id}", responses=ERRORS)

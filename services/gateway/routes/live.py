@@ -18,11 +18,12 @@ from starlette.responses import StreamingResponse
 from projections.projector import tracking_positions
 from services.gateway.auth import Principal, principal
 from services.gateway.context import Gateway, gateway
+from services.gateway.requests import OrjsonRoute
 from services.gateway.routes.common import ERRORS, MAX_POSITION
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["streaming"])
+router = APIRouter(tags=["streaming"], route_class=OrjsonRoute)
 Caller = Annotated[Principal, Depends(principal)]
 Ctx = Annotated[Gateway, Depends(gateway)]
 

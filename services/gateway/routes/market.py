@@ -13,11 +13,12 @@ from services.gateway import models as m
 from services.gateway.auth import Principal, principal
 from services.gateway.context import Gateway, gateway
 from services.gateway.problems import Problem
+from services.gateway.requests import OrjsonRoute
 from services.gateway.routes.common import ERRORS, MAX_POSITION, json
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["market data"])
+router = APIRouter(tags=["market data"], route_class=OrjsonRoute)
 Caller = Annotated[Principal, Depends(principal)]
 Ctx = Annotated[Gateway, Depends(gateway)]
 

@@ -14,12 +14,13 @@ from projections.projector import tracking_positions
 from services.exchange.runner import ENGINE_READER
 from services.gateway.auth import Principal, principal
 from services.gateway.context import Gateway, gateway
+from services.gateway.requests import OrjsonRoute
 from services.gateway.responses import OrjsonResponse
 from services.gateway.routes.common import ERRORS, json
 
 __all__ = ["MAX_ENGINE_LAG", "router"]
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], route_class=OrjsonRoute)
 Ctx = Annotated[Gateway, Depends(gateway)]
 
 #: /readyz reports the engine as not caught up beyond this many unprocessed commands.

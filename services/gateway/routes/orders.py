@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from typing import Annotated, Any
 
@@ -20,12 +19,13 @@ from services.gateway.auth import Principal, principal
 from services.gateway.context import Gateway, gateway
 from services.gateway.idempotency import idempotent
 from services.gateway.problems import Problem
+from services.gateway.requests import OrjsonRoute
 from services.gateway.routes.common import ERRORS, MAX_POSITION, json
 from services.gateway.submit import ReusedClientOrderId, used_client_ids
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["exchange"])
+router = APIRouter(tags=["exchange"], route_class=OrjsonRoute)
 Caller = Annotated[Principal, Depends(principal)]
 Ctx = Annotated[Gateway, Depends(gateway)]
 OrderId = Annotated[
@@ -119,7 +119,7 @@ async def place_order(
             raise _rejected(found)
         return json(found, 201)
 
-    return await idempotent(request, caller, body.model_dump(), work)
+    return await idempotent(request, caller, body, work)
 
 
 async def _refuse_reused_client_ids(ctx: Gateway, keys: list[tuple[str, str]]) -> None:
@@ -201,7 +201,7 @@ async def place_orders(
                     for p, item in zip(positions, body.orders, strict=True)
                 ]}, 202,
             )  # fmt: skip
-        answers = await asyncio.gather(*(ctx.outcome(p) for p in positions))
+        answers = await ctx.outcomes(list(positions))
         found = [answer.get("order") for answer in answers]
         if any(order is None for order in found):
             missing = [p for p, order in zip(positions, found, strict=True) if order is None]
@@ -214,7 +214,7 @@ async def place_orders(
                 raise Problem(500, "Internal Server Error", "an order's result is missing")
         return json({"orders": found}, 201)
 
-    return await idempotent(request, caller, body.model_dump(), work)
+    return await idempotent(request, caller, body, work)
 
 
 def _visible_order(ctx: Gateway, caller: Principal, order_id: int) -> dict[str, Any]:

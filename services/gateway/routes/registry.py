@@ -26,12 +26,13 @@ from projections.balances import enterprises
 from services.gateway.auth import Principal, principal
 from services.gateway.context import Gateway, gateway
 from services.gateway.problems import Problem
+from services.gateway.requests import OrjsonRoute
 from services.gateway.routes.accounts import submit_command
 from services.gateway.routes.common import ERRORS, json
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["registry"])
+router = APIRouter(tags=["registry"], route_class=OrjsonRoute)
 Caller = Annotated[Principal, Depends(principal)]
 Ctx = Annotated[Gateway, Depends(gateway)]
 Period = Annotated[str, Path(min_length=1, max_length=16, pattern=r"^[0-9]{4}[A-Za-z0-9]*$")]
