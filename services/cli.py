@@ -7,6 +7,7 @@ embedded SQLite file `./data/carbonx.db`).
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -67,8 +68,6 @@ def _serve_http(
 ) -> None:
     """Serve `app` in this process, or (workers > 1) as uvicorn worker processes that
     each build their app from `env` (see services/gateway/workers.py)."""
-    import os
-
     import uvicorn
 
     from services.gateway.workers import FACTORY
@@ -242,9 +241,10 @@ def serve(
     Commands go through the store's intake log; a ticker appends a Tick command every
     second so orders expire and trading days close on time; with --kafka the relay
     publishes the journal too. With --workers N the HTTP gateway runs as N worker
-    processes and this process keeps the engine, the projector and the ticker. The
-    dashboard is at /, the API docs at /docs.
+    processes, the projector runs as a `carbonx projector` child process, and this
+    process keeps the engine and the ticker. The dashboard is at /, the API docs at /docs.
     """
+    from infra.children import ChildProcess
     from projections import all_projections
     from projections.projector import Projector
     from services.demo import demo_tokens, seed_demo
@@ -262,10 +262,16 @@ def serve(
     stop = threading.Event()
     engine_thread = threading.Thread(target=runner.run, args=(stop,), name="carbonx-engine")
     engine_thread.start()
-    projector = Projector(store, all_projections())
-    projector_thread = threading.Thread(
-        target=projector.run, args=(stop,), name="carbonx-projector"
-    )
+    projecting: Callable[[threading.Event], None]
+    if workers == 1:
+        projecting = Projector(store, all_projections()).run
+    else:  # its own core: not waiting for the engine's GIL, nor the engine for it
+        projecting = ChildProcess(
+            "projector",
+            [sys.executable, "-m", "services.cli", "projector", "--parent-pid", str(os.getpid())],
+            {"CARBONX_DATABASE_URL": db_url},
+        ).run
+    projector_thread = threading.Thread(target=projecting, args=(stop,), name="carbonx-projector")
     projector_thread.start()
     threading.Thread(
         target=Ticker(store, 1.0).run, args=(stop,), name="carbonx-ticker", daemon=True
@@ -395,7 +401,8 @@ def gateway(
 )
 @click.option("--batch", default=5_000, show_default=True, help="Journal entries per transaction.")
 @click.option("--once", is_flag=True, help="Catch up with the journal, then exit.")
-def projector(db_url: str, rebuild: bool, batch: int, once: bool) -> None:
+@click.option("--parent-pid", type=int, default=None, hidden=True)  # `serve --workers N`
+def projector(db_url: str, rebuild: bool, batch: int, once: bool, parent_pid: int | None) -> None:
     """Keep the read models (balances, ledger, holdings, orders, book, tape, candles,
     surveillance) up to date with the journal, until SIGTERM/SIGINT.
 
@@ -407,6 +414,10 @@ def projector(db_url: str, rebuild: bool, batch: int, once: bool) -> None:
     from projections import all_projections
     from projections.projector import Projector
 
+    if parent_pid is not None:
+        from infra.children import die_with
+
+        die_with(parent_pid)
     configure_logging()
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -143,18 +143,15 @@ def test_serve_process_answers_healthz_on_a_fresh_data_dir(tmp_path: Path) -> No
 
 
 def test_serve_with_http_worker_processes(store_url: str, tmp_path: Path) -> None:
-    """`serve --workers 3`: three gateway processes share the port, the engine and the
-    projector stay in the parent; orders sent to any worker meet in one book, and each
-    request still waits for its own result."""
+    """`serve --workers 3`: three gateway processes share the port, the engine stays in
+    the parent and the projector runs as a child process; orders sent to any worker meet
+    in one book, and each request still waits for its own result (projected by the
+    child, which is restarted when it dies and stopped with the server)."""
     serving = _Serving(tmp_path, "--workers", "3", "--db", store_url)
     try:
         serving.wait_ready()
-        children = (
-            Path(f"/proc/{serving.process.pid}/task/{serving.process.pid}/children")
-            .read_text()
-            .split()
-        )
-        assert len(children) >= 3, children  # the workers (plus any helper process)
+        children = _children(serving.process.pid)
+        assert len(children) >= 4, children  # the workers and the projector (plus helpers)
         seller, buyer = serving.token("trader", "E-DEMO-1"), serving.token("trader", "E-DEMO-2")
         # Many requests over fresh connections, so that every worker takes some.
         sells = [
@@ -172,9 +169,40 @@ def test_serve_with_http_worker_processes(store_url: str, tmp_path: Path) -> Non
         assert [f["price"] for f in order["fills"]] == [6_000 + i for i in range(12)]
         book = httpx.get(f"{serving.base}/v1/markets/HCC-2025/book", headers=buyer).json()
         assert book["asks"] == []
+        # The projector is a child of its own; killed, it is replaced, and orders wait
+        # for the replacement to project them.
+        (projector,) = [pid for pid in children if "projector" in _cmdline(pid)]
+        os.kill(int(projector), signal.SIGKILL)
+        again = httpx.post(f"{serving.base}/v1/orders", headers=seller, timeout=20,
+                           json=_order("E-DEMO-1", "after", "sell", 1, 6_100))  # fmt: skip
+        assert again.status_code == 201 and again.json()["status"] == "open", again.text
+        (replacement,) = [
+            pid for pid in _children(serving.process.pid) if "projector" in _cmdline(pid)
+        ]
+        assert replacement != projector
     finally:
         serving.stop()
     assert serving.process.returncode is not None
+    assert not Path(f"/proc/{replacement}").exists() or "projector" not in _cmdline(replacement)
+
+
+def _children(pid: int) -> list[str]:
+    """The child processes of `pid`, whichever of its threads started them."""
+    return [c for task in Path(f"/proc/{pid}/task").iterdir() for c in _read(task / "children")]
+
+
+def _read(path: Path) -> list[str]:
+    try:
+        return path.read_text().split()
+    except FileNotFoundError:  # a thread that ended meanwhile
+        return []
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except FileNotFoundError:
+        return ""
 
 
 def test_readyz_names_an_unreachable_broker(tmp_path: Path, broker) -> None:  # type: ignore[no-untyped-def]
