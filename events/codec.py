@@ -29,6 +29,8 @@ from events.base import Event, lookup, upcast
 __all__ = ["Decoded", "FloatRefused", "Pending", "decode", "encode_data", "frame", "to_event"]
 
 _SORT = orjson.OPT_SORT_KEYS
+#: Values that are never floats nor hold one.
+_SCALARS = frozenset((int, str, bool, type(None)))
 
 
 class FloatRefused(TypeError):
@@ -36,15 +38,36 @@ class FloatRefused(TypeError):
 
 
 def _refuse_floats(value: Any, path: str) -> None:
+    found = _float_in(value)
+    if found is not None:
+        number, steps = found
+        where = path + "".join(f"[{s}]" if type(s) is int else f".{s}" for s in reversed(steps))
+        raise FloatRefused(f"{where} is a float ({number!r}): use integers or decimal strings")
+
+
+def _float_in(value: Any) -> tuple[float, list[Any]] | None:
+    """The first float inside `value` and the keys and indexes leading to it (innermost
+    first), or None. Nothing is built on the way down: an engine snapshot holds
+    hundreds of thousands of values, and a path string per value cost more than the
+    encoding itself."""
     kind = type(value)
     if kind is float:
-        raise FloatRefused(f"{path} is a float ({value!r}): use integers or decimal strings")
+        return value, []
     if kind is dict:
-        for key, item in value.items():
-            _refuse_floats(item, f"{path}.{key}")
+        items: Any = value.items()
     elif kind is list or kind is tuple:
-        for index, item in enumerate(value):
-            _refuse_floats(item, f"{path}[{index}]")
+        items = enumerate(value)
+    else:
+        return None
+    plain = _SCALARS
+    for key, item in items:
+        if type(item) in plain:
+            continue
+        found = _float_in(item)
+        if found is not None:
+            found[1].append(key)
+            return found
+    return None
 
 
 def _fields(event: Event) -> dict[str, Any]:
@@ -78,7 +101,6 @@ class Pending(NamedTuple):
         return b"%s%d%s" % (self.head, position, self.tail)
 
 
-_SCALARS = frozenset((int, str, bool, type(None)))
 _framers: dict[type[Event], Callable[[Event, int, int | None], Pending]] = {}
 
 

@@ -260,7 +260,9 @@ def serve(
     config = _engine_config(calendar)
     runner = EngineRunner(store, config)
     stop = threading.Event()
-    engine_thread = threading.Thread(target=runner.run, args=(stop,), name="carbonx-engine")
+    engine_thread = threading.Thread(
+        target=runner.run, args=(stop,), kwargs={"tune_gc": True}, name="carbonx-engine"
+    )
     engine_thread.start()
     projecting: Callable[[threading.Event], None]
     if workers == 1:

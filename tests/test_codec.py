@@ -11,6 +11,7 @@ import events
 from events.accounts import CashDeposited, CreditsIssued
 from events.base import Event, UnknownEventType, UpcastError, event_type
 from events.codec import FloatRefused, decode, encode_data, frame
+from events.exchange import EngineSnapshot
 from events.market import InstrumentListed
 
 
@@ -44,6 +45,20 @@ def test_float_amounts_are_refused_with_the_field_named() -> None:
 
     with pytest.raises(FloatRefused, match=r"legs\[1\]\[0\]"):
         encode_data(Nested(legs=((1, 2), (0.5, 3))))  # type: ignore[arg-type]
+
+    # Deep inside a large state, past many values that are fine: the exact path.
+    state = {
+        "accounts": {f"E{i}": {"cash": i, "credits": [[1, i], [i + 5, i + 9]]} for i in range(500)},
+        "orders": [[i, "c", True, None, [[1, 2]]] for i in range(500)],
+    }
+    state["accounts"]["E7"]["credits"][1][1] = 9.0
+    snapshot = EngineSnapshot(intake_position=1, journal_position=1, state_hash="0", state=state)
+    with pytest.raises(
+        FloatRefused, match=r"^EngineSnapshot\.state\.accounts\.E7\.credits\[1\]\[1\] is a float"
+    ):
+        frame(snapshot, 0)
+    state["accounts"]["E7"]["credits"][1][1] = 9
+    assert orjson.loads(frame(snapshot, 0).body(1))["data"]["state"] == state
 
 
 def test_time_must_be_integer_microseconds() -> None:

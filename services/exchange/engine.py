@@ -65,7 +65,7 @@ from services.exchange.config import EngineConfig
 from services.exchange.prices import price_band, vwap
 from services.registry.registry import AveragePrice, Registry
 
-__all__ = ["Account", "Engine", "Instrument"]
+__all__ = ["Account", "Engine", "Instrument", "canonical_state", "hash_state"]
 
 # The hot path's events, built without ``type.__call__`` (see events.base.constructor).
 _order_accepted = constructor(OrderAccepted)
@@ -173,6 +173,17 @@ class Instrument:
         self.day_volume = 0
         self.day_notional = 0
         self.day_trades = 0
+
+
+def canonical_state(state: dict[str, Any]) -> bytes:
+    """The canonical bytes of an engine state (:meth:`Engine.state`)."""
+    return orjson.dumps(state, option=orjson.OPT_SORT_KEYS)
+
+
+def hash_state(state: dict[str, Any]) -> str:
+    """The state hash of an engine state (:meth:`Engine.state_hash`), for a caller that
+    has the state already: building it again for the hash doubles a snapshot's cost."""
+    return hashlib.sha256(canonical_state(state)).hexdigest()
 
 
 class Engine:
@@ -1298,11 +1309,11 @@ class Engine:
 
     def snapshot(self) -> bytes:
         """Canonical bytes of :meth:`state`."""
-        return orjson.dumps(self.state(), option=orjson.OPT_SORT_KEYS)
+        return canonical_state(self.state())
 
     def state_hash(self) -> str:
         """sha256 of the snapshot: equal hashes mean equal engines."""
-        return hashlib.sha256(self.snapshot()).hexdigest()
+        return hash_state(self.state())
 
     @classmethod
     def restore(cls, snapshot: bytes, config: EngineConfig | None = None) -> Engine:

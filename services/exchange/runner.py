@@ -40,7 +40,7 @@ from infra.recorders import Appended, Row, TrackingConflict
 from infra.store import Store, Tracking
 from infra.supervise import supervise
 from services.exchange.config import EngineConfig
-from services.exchange.engine import Engine
+from services.exchange.engine import Engine, hash_state
 
 __all__ = ["ENGINE_READER", "EngineRunner", "ReplayMismatch"]
 
@@ -263,11 +263,12 @@ class EngineRunner:
         return bool(self.snapshot_every) and self._since_snapshot >= self.snapshot_every
 
     def take_snapshot(self) -> None:
+        state = self.engine.state()
         snapshot = EngineSnapshot(
             intake_position=self.position,
             journal_position=self.journal_position,
-            state_hash=self.engine.state_hash(),
-            state=self.engine.state(),
+            state_hash=hash_state(state),
+            state=state,
         )
         self.store.snapshots.append([frame(snapshot, self.engine.time)])
         self._since_snapshot = 0
@@ -277,8 +278,9 @@ class EngineRunner:
 
         Any error (database unreachable, lock timeout) is logged and retried with
         backoff; the engine is recovered from the store before it goes on. With
-        `tune_gc` (a process that is only an engine), the collector is tuned for a
-        large long-lived state: ~7% more commands/s.
+        `tune_gc` (the process's main work is this engine), the collector is tuned for
+        a large long-lived state: ~7% more commands/s, and no full collection over the
+        whole book (~75 ms at 250k objects) stalling every order in flight.
         """
 
         writer = ThreadPoolExecutor(1, thread_name_prefix="carbonx-journal")
