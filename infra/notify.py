@@ -29,7 +29,7 @@ from typing import Any
 import psycopg
 from psycopg.sql import SQL, Identifier
 
-__all__ = ["DatagramBroadcast", "Notifier", "PostgresListener"]
+__all__ = ["DatagramBroadcast", "Notifier", "PostgresListener", "sweep_stale"]
 
 
 class Notifier:
@@ -105,6 +105,45 @@ class PostgresListener:
 
 
 _sockets = itertools.count()
+#: Whether this process has swept the temp dir for stale sockets yet (once is enough).
+_swept = False
+
+
+def sweep_stale(temp: Path) -> int:
+    """Remove the wake-up sockets of processes that no longer exist, in every database's
+    directory under `temp`, and the directories left empty; how many sockets went.
+
+    A process killed outright (SIGKILL, the OOM killer) never removes its socket. Its
+    peers on the same database remove it when they next send, but a database that no
+    one opens again (a test's, a benchmark's) would leave its directory behind for good.
+    A socket is named after its process id; one whose process may still live (or
+    belongs to another user) is left alone.
+    """
+    removed = 0
+    for directory in temp.glob("carbonx-wake-*"):
+        try:
+            names = os.listdir(directory)
+        except OSError:  # another user's, or just removed
+            continue
+        for name in names:
+            pid = name.partition("-")[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                with contextlib.suppress(OSError):
+                    os.unlink(directory / name)
+                    removed += 1
+        with contextlib.suppress(OSError):  # only when empty
+            directory.rmdir()
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 class DatagramBroadcast:
@@ -122,8 +161,12 @@ class DatagramBroadcast:
     REFRESH = 0.5
 
     def __init__(self, database: str, notifier: Notifier) -> None:
+        global _swept
         digest = hashlib.sha256(os.path.abspath(database).encode()).hexdigest()[:16]
         self.directory = Path(tempfile.gettempdir()) / f"carbonx-wake-{digest}"
+        if not _swept:
+            _swept = True
+            sweep_stale(Path(tempfile.gettempdir()))
         self._notifier = notifier
         self._peers: list[str] = []
         self._peers_read = 0.0

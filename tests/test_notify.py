@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 from events import frame
 from events.accounts import CashDeposited
-from infra.notify import DatagramBroadcast, Notifier
+from infra.notify import DatagramBroadcast, Notifier, sweep_stale
 from infra.store import Store, open_store
 
 
@@ -58,3 +60,22 @@ def test_a_dead_peer_socket_is_removed_and_the_directory_cleared(tmp_path: Path)
     peer.close()
     broadcast.close()
     assert not directory.exists()
+
+
+def test_stale_sockets_of_dead_processes_are_swept_from_every_database(tmp_path: Path) -> None:
+    """A process killed outright leaves its socket behind; the next process to start
+    removes it (and the directory it leaves empty), whichever database it was for."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a process id that no longer runs
+    stale = tmp_path / "carbonx-wake-0123456789abcdef"
+    shared = tmp_path / "carbonx-wake-fedcba9876543210"
+    for directory, pid in ((stale, gone.pid), (shared, gone.pid), (shared, os.getpid())):
+        directory.mkdir(exist_ok=True)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(str(directory / f"{pid}-0"))
+        sock.close()
+    (tmp_path / "unrelated").mkdir()
+    assert sweep_stale(tmp_path) == 2
+    assert not stale.exists()
+    assert os.listdir(shared) == [f"{os.getpid()}-0"]  # a live process keeps its socket
+    assert (tmp_path / "unrelated").exists()
