@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from infra import heap
 from infra.logs import configure_logging
 from infra.store import DEFAULT_URL, open_store
 from services.exchange.calendar import calendar_named
@@ -426,6 +427,7 @@ def projector(db_url: str, rebuild: bool, batch: int, once: bool, parent_pid: in
         signal.signal(signum, lambda *_: stop.set())
     with open_store(db_url) as store:
         worker = Projector(store, all_projections(), batch=batch)
+        heap.settle()  # its read-model state is loaded: long-lived from here on
         if rebuild:
             started = time.perf_counter()
             read = worker.rebuild()

@@ -36,6 +36,7 @@ import orjson
 from events.base import Event, from_mapping, lookup
 from events.codec import Pending, decode, frame, to_event
 from events.exchange import EngineSnapshot
+from infra import heap
 from infra.recorders import Appended, Row, TrackingConflict
 from infra.store import Store, Tracking
 from infra.supervise import supervise
@@ -297,9 +298,7 @@ class EngineRunner:
                 self.recover()
                 log.info("engine recovered at intake position %s", self.position)
                 if tune_gc:
-                    gc.collect()
-                    gc.freeze()
-                    gc.set_threshold(100_000, 50, 100)
+                    heap.settle()
             seen = self.store.generation()
             # A snapshot is the state after journaled commands only: when one is due,
             # nothing more is computed until the batch in flight has landed.

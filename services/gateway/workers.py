@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
+from infra import heap
 from infra.logs import configure_logging
 from infra.store import open_store
 from services.exchange.calendar import calendar_named
@@ -67,6 +68,7 @@ def app_from_environment() -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with inner(app):
+            heap.settle()  # the app is built: what lives now lives as long as the worker
             yield
         store.close()
 
