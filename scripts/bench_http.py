@@ -7,9 +7,15 @@ in the same run against the same server, is `GET /healthz`: the HTTP stack's own
 request rate, the ceiling for any endpoint. Clients and server share this machine's
 cores, which the figures include.
 
+A second run (unless `--batch 0`) places 5×N orders in batches (`POST
+/v1/orders/batch`, `--batch` orders each, `--batch-clients` clients with one request
+in flight each) and cancels the resting fifth of each batch in one request (`POST
+/v1/orders/cancel`): orders/s and per-request p50/p99, as `*_batch_*` figures.
+
 The last line is one JSON object with the figures.
 
-    python scripts/bench_http.py [--n 4000] [--clients 64]
+    python scripts/bench_http.py [--n 4000] [--clients 64] [--batch 100] [--batch-clients 4]
+        [--workers 2]
 """
 
 from __future__ import annotations
@@ -95,7 +101,9 @@ def _order_body(run_id: str, number: int, eid: str) -> dict[str, Any]:
 async def _batches(
     base: str, tokens: dict[str, str], clients: int, n: int, size: int
 ) -> dict[str, Any]:
-    """Clients placing `size` orders per request through `POST /v1/orders/batch`."""
+    """Clients placing `size` orders per request through `POST /v1/orders/batch` and
+    cancelling the resting fifth of them through `POST /v1/orders/cancel`; latencies
+    are per request, both kinds."""
     counter = itertools.count()
     run_id = f"b{time.monotonic_ns()}"
     latencies: list[float] = []
@@ -109,10 +117,25 @@ async def _batches(
             body = orjson.dumps({"orders": orders})  # what a client quoting in bulk would use
             started = time.perf_counter()
             async with client.post("/v1/orders/batch", data=body, headers=headers) as response:
-                await response.read()
+                payload = await response.read()
                 status = response.status
             latencies.append(time.perf_counter() - started)
             statuses[status] = statuses.get(status, 0) + 1
+            if status != 201:
+                continue
+            # As the single-order run does: cancel every fifth order if it still rests,
+            # all of them in one request (POST /v1/orders/cancel).
+            placed = orjson.loads(payload)["orders"][::5]
+            resting = [o["order_id"] for o in placed if o["status"] in ("open", "partially_filled")]
+            if resting:
+                started = time.perf_counter()
+                async with client.post(
+                    "/v1/orders/cancel", data=orjson.dumps({"order_ids": resting}), headers=headers
+                ) as response:
+                    await response.read()
+                    status = response.status
+                latencies.append(time.perf_counter() - started)
+                statuses[status] = statuses.get(status, 0) + 1
 
     async with _session(base, clients) as client:
         started = time.perf_counter()

@@ -4,6 +4,7 @@ PostgreSQL): orders end to end, who may do what, idempotency, bad input, audit."
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -324,6 +325,15 @@ def test_every_endpoint_for_every_role(live: Live) -> None:
         denied = live.client.delete(f"/v1/orders/{order_id}", headers=live.headers(role))
         assert denied.status_code == 403, role
     assert live.client.delete(f"/v1/orders/{order_id}", headers=live.headers("trader1")).is_success
+    # Cancelling in bulk: likewise only the order's own trader.
+    other = live.order("trader1", E1, side="sell", quantity=1, price=6_300).json()["order_id"]
+    cancel = {"order_ids": [other]}
+    assert live.client.post("/v1/orders/cancel", json=cancel).status_code == 401
+    for role in ("operator", "regulator", "verifier", "trader2", "viewer1"):
+        denied = live.client.post("/v1/orders/cancel", json=cancel, headers=live.headers(role))
+        assert denied.status_code == 403, (role, denied.text)
+    done = live.client.post("/v1/orders/cancel", json=cancel, headers=live.headers("trader1"))
+    assert done.status_code == 200 and done.json()["results"][0]["cancelled"], done.text
 
 
 def _batch_order(coid: str, eid: str, side: str, quantity: int, **extra: Any) -> dict[str, Any]:
@@ -590,3 +600,64 @@ def test_a_batch_the_engine_has_not_answered_gets_504_and_is_still_decided(
                 assert order.json()["status"] == "open"
     finally:
         store.close()
+
+
+def test_orders_are_cancelled_in_bulk_all_checked_first(live: Live) -> None:
+    before = _balances(live, "trader1", E1)["credits"]["HCC-2025"]
+    placed = live.client.post(
+        "/v1/orders/batch",
+        headers=live.headers("trader1"),
+        json={
+            "orders": [_batch_order(f"q-{i}", E1, "sell", 10, price=6_100 + i) for i in range(4)]
+        },
+    ).json()["orders"]
+    ids = [o["order_id"] for o in placed]
+    assert _balances(live, "trader1", E1)["credits"]["HCC-2025"]["held"] == before["held"] + 40
+    # One of them trades away before the cancels arrive.
+    bought = live.order("trader2", E2, side="buy", quantity=10, price=6_100).json()
+    assert bought["status"] == "filled"
+    foreign = live.order("trader2", E2, side="buy", quantity=1, price=5_900).json()["order_id"]
+    head = live.store.intake.head()
+    for order_ids, status, where in (
+        ([ids[1], ids[1]], 422, "order_ids.1"),  # named twice
+        ([ids[1], 10**12], 404, None),  # no such order
+        ([ids[1], foreign], 403, None),  # another enterprise's
+        ([], 422, "order_ids"),
+        (list(range(1, 502)), 422, "order_ids"),
+    ):
+        answer = live.client.post(
+            "/v1/orders/cancel", headers=live.headers("trader1"), json={"order_ids": order_ids}
+        )
+        assert answer.status_code == status, (order_ids[:3], answer.text)
+        assert answer.headers["content-type"] == "application/problem+json"
+        if where is not None:
+            assert where in {e["field"] for e in answer.json()["errors"]}, answer.json()
+    assert live.store.intake.head() == head  # nothing was appended
+    answer = live.client.post(
+        "/v1/orders/cancel", headers=live.headers("trader1"), json={"order_ids": ids[::-1]}
+    )
+    assert answer.status_code == 200, answer.text
+    results = answer.json()["results"]
+    assert [r["order_id"] for r in results] == ids[::-1]  # in the order asked
+    assert [r["cancelled"] for r in results] == [True, True, True, False]
+    assert results[3]["reason"] and results[3]["order"]["status"] == "filled"
+    assert {r["order"]["status"] for r in results[:3]} == {"cancelled"}
+    # Every hold released (10 t were sold), and the book holds none of them.
+    after = _balances(live, "trader1", E1)["credits"]["HCC-2025"]
+    assert after == {"available": before["available"] - 10, "held": before["held"]}
+    book = live.client.get("/v1/markets/HCC-2025/book", headers=live.headers("trader1")).json()
+    assert not [level for level in book["asks"] if 6_100 <= level[0] <= 6_103]
+    # Without waiting: 202 with the intake positions, and the cancel follows.
+    last = live.order("trader1", E1, side="sell", quantity=1, price=6_200).json()["order_id"]
+    pending = live.client.post(
+        "/v1/orders/cancel?wait=false", headers=live.headers("trader1"), json={"order_ids": [last]}
+    )
+    assert pending.status_code == 202, pending.text
+    assert pending.json()["results"][0]["status"] == "pending"
+    deadline = time.monotonic() + 10
+    while (
+        live.client.get(f"/v1/orders/{last}", headers=live.headers("trader1")).json()["status"]
+        != "cancelled"
+    ):
+        assert time.monotonic() < deadline, "the cancel was not processed"
+        time.sleep(0.05)

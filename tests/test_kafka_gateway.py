@@ -5,6 +5,7 @@ the store's intake table give a byte-identical journal."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,18 @@ def _session(live: Live) -> list[dict[str, Any]]:
                          quantity=15, price=6_010)  # fmt: skip
         assert buy.status_code == 201, buy.text
         answers.append(buy.json())
+    # The two sells the buys left open are cancelled together: answered at once
+    # through the store, 202 through the topic; either way they end cancelled.
+    still_open = [a["order_id"] for a in answers[4:6]]
+    cancel = live.client.post(
+        "/v1/orders/cancel", headers=live.headers("trader1"), json={"order_ids": still_open}
+    )
+    assert cancel.status_code in (200, 202), cancel.text
+    deadline = time.monotonic() + 20
+    for order_id in still_open:
+        while _status(live, order_id) != "cancelled":
+            assert time.monotonic() < deadline, f"order {order_id} was not cancelled"
+            time.sleep(0.05)
     # A batch naming a client order id already used, or one id twice, is refused whole
     # on either path (both journals must stay the same: nothing of it may reach them).
     fresh = {"client_order_id": "fresh", "enterprise_id": E1, "instrument": "HCC-2025",
@@ -39,6 +52,12 @@ def _session(live: Live) -> list[dict[str, Any]]:
         )
         assert batch.status_code == 409, batch.text
     return answers
+
+
+def _status(live: Live, order_id: int) -> str:
+    answer = live.client.get(f"/v1/orders/{order_id}", headers=live.headers("trader1"))
+    status: str = answer.json()["status"]
+    return status
 
 
 def _journal(live: Live) -> list[bytes]:

@@ -14,6 +14,11 @@ __all__ = [
     "Balances",
     "BlockTradeIn",
     "Book",
+    "CancelBatchAccepted",
+    "CancelBatchIn",
+    "CancelBatchOut",
+    "CancelPending",
+    "CancelResult",
     "CandlesOut",
     "CashIn",
     "InstrumentIn",
@@ -113,6 +118,16 @@ class OrderBatchIn(Strict):
     orders: list[OrderIn] = Field(min_length=1, max_length=MAX_BATCH_ORDERS)
 
 
+class CancelBatchIn(Strict):
+    """Orders cancelled together (a market maker pulling its quotes): all of them must
+    exist and belong to enterprises the token trades for, or nothing is appended; the
+    cancels are appended in one transaction, in the order given."""
+
+    order_ids: list[Annotated[int, Field(strict=True, ge=1, le=2**63 - 1), _INT]] = Field(
+        min_length=1, max_length=MAX_BATCH_ORDERS, json_schema_extra={"uniqueItems": True}
+    )
+
+
 class OrderPatch(Strict):
     """Exactly one of: `quantity` (reduce, keeps priority) or `price` (loses priority)."""
 
@@ -171,6 +186,32 @@ class OrderBatchOut(BaseModel):
 
 class OrderBatchAccepted(BaseModel):
     orders: list[OrderAccepted]
+
+
+class CancelResult(BaseModel):
+    """What became of one cancel: `cancelled` false with the engine's `reason` when the
+    order had nothing left to cancel; `order` is the order as it stands after it."""
+
+    order_id: int
+    cancelled: bool
+    reason: str | None = None
+    order: OrderOut
+
+
+class CancelBatchOut(BaseModel):
+    results: list[CancelResult]
+
+
+class CancelPending(BaseModel):
+    order_id: int
+    status: Literal["pending"]
+    intake_position: int | None = None
+
+
+class CancelBatchAccepted(BaseModel):
+    """202: the cancels are appended (or handed to the command topic); `?wait=false`."""
+
+    results: list[CancelPending]
 
 
 class OrdersOut(BaseModel):

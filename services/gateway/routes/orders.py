@@ -291,6 +291,70 @@ async def cancel_order(order_id: OrderId, caller: Caller, ctx: Ctx) -> Response:
     )
 
 
+@router.post(
+    "/v1/orders/cancel",
+    response_model=m.CancelBatchOut,
+    responses={202: {"model": m.CancelBatchAccepted}, **ERRORS},
+    summary="Cancel up to 500 orders at once, all appended or none; waits for every result",
+)
+async def cancel_orders(
+    body: m.CancelBatchIn,
+    request: Request,
+    caller: Caller,
+    ctx: Ctx,
+    wait: Annotated[bool, Query(description="false: answer 202 once appended")] = True,
+) -> Response:
+    """Cancel the remainder of each order; its hold is released.
+
+    Every id is checked first: one repeated (422), unknown (404) or of an enterprise
+    the token may not trade for (403) refuses them all, and nothing is appended. An
+    order with nothing left to cancel (filled, already cancelled) is answered with
+    `cancelled: false` and the engine's reason; the others are cancelled.
+    """
+    ids = body.order_ids
+    first_seen: dict[int, int] = {}
+    for index, order_id in enumerate(ids):
+        if order_id in first_seen:
+            error = FieldError(f"order_ids.{index}", f"repeats order_ids.{first_seen[order_id]}")
+            raise Problem(
+                422, "Invalid request", f"order {order_id} is named twice", errors=[error]
+            )
+        first_seen[order_id] = index
+    orders = await run_in_threadpool(read.orders_by_ids, ctx.store.sql, ids)
+    found = {order["order_id"]: order for order in orders}
+    for index, order_id in enumerate(ids):
+        order = found.get(order_id)
+        if order is None:
+            raise Problem(404, "Not Found", f"no order {order_id} (order_ids.{index})")
+        caller.require_enterprise(order["enterprise_id"], write=True)
+
+    async def work() -> Response:
+        commands: list[Event] = [
+            c.CancelOrder(order_id=i, enterprise_id=found[i]["enterprise_id"]) for i in ids
+        ]
+        first = await ctx.send_group(commands, field="order_ids")
+        if first is None or not wait:  # Kafka: positions are assigned by the engine's bridge
+            pending = [
+                {"order_id": i, "status": "pending",
+                 "intake_position": None if first is None else first + n}
+                for n, i in enumerate(ids)
+            ]  # fmt: skip
+            return json({"results": pending}, 202)
+        answers = await ctx.outcomes(list(range(first, first + len(ids))))
+        after = {
+            o["order_id"]: o
+            for o in await run_in_threadpool(read.orders_by_ids, ctx.store.sql, ids)
+        }
+        results = [
+            {"order_id": i, "cancelled": not answer.get("reject_reason"),
+             "reason": answer.get("reject_reason"), "order": after[i]}
+            for i, answer in zip(ids, answers, strict=True)
+        ]  # fmt: skip
+        return json({"results": results})
+
+    return await idempotent(request, caller, body, work)
+
+
 @router.patch("/v1/orders/{order_id}", response_model=m.OrderOut, responses=ERRORS)
 async def amend_order(order_id: OrderId, body: m.OrderPatch, caller: Caller, ctx: Ctx) -> Response:
     """`{quantity}` reduces (keeps priority); `{price}` reprices (loses priority)."""
