@@ -41,6 +41,7 @@ from psycopg.sql import SQL, Identifier
 
 from events.chain import GENESIS, unseal
 from events.codec import Pending
+from infra.writegate import WriteGate
 
 __all__ = [
     "Appended",
@@ -421,14 +422,21 @@ class SQLiteLogRecorder(SQLiteProcessRecorder):
     """An SQLite log table written with ``executemany`` inside ``BEGIN IMMEDIATE``.
 
     IMMEDIATE takes the database's write lock before the head is read, so two processes
-    appending to one file cannot both read the same head and fork the chain.
+    appending to one file cannot both read the same head and fork the chain. With a
+    `gate`, appends take turns at it first (see :mod:`infra.writegate`).
     """
 
     def __init__(
-        self, datastore: SQLiteDatastore, *, log_name: str, events_table_name: str
+        self,
+        datastore: SQLiteDatastore,
+        *,
+        log_name: str,
+        events_table_name: str,
+        gate: WriteGate | None = None,
     ) -> None:
         super().__init__(datastore, events_table_name=events_table_name)
         self.log_name = log_name
+        self._gate = gate if gate is not None else WriteGate(None, datastore.pool.lock_timeout or 5)
         insert = (
             f"INSERT INTO {events_table_name} "
             "(originator_id, originator_version, topic, state, rowid) VALUES "
@@ -457,7 +465,11 @@ class SQLiteLogRecorder(SQLiteProcessRecorder):
     def append(
         self, pending: Iterable[Pending], tracking: Tracking | None, follows: int | None = None
     ) -> Appended | None:
-        with self._write_lock, self.datastore.get_connection(commit=True) as conn:
+        with (
+            self._write_lock,
+            self._gate.held(),
+            self.datastore.get_connection(commit=True) as conn,
+        ):
             raw = conn._sqlite_conn
             raw.execute("BEGIN IMMEDIATE")
             try:

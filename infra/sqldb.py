@@ -22,6 +22,8 @@ from typing import Any, Protocol
 
 from psycopg_pool import ConnectionPool
 
+from infra.writegate import WriteGate
+
 __all__ = ["Cursor", "PostgresDatabase", "SQLiteDatabase", "SqlDatabase"]
 
 #: Values bound per multi-row statement on SQLite (well under its variable limit).
@@ -143,10 +145,11 @@ class SQLiteDatabase:
 
     dialect = "sqlite"
 
-    def __init__(self, name: str, uri: bool, timeout: float) -> None:
+    def __init__(self, name: str, uri: bool, timeout: float, gate: WriteGate | None = None) -> None:
         self._name = name
         self._uri = uri
         self._timeout = timeout
+        self._gate = gate if gate is not None else WriteGate(None, timeout)
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -173,15 +176,16 @@ class SQLiteDatabase:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Cursor]:
         conn = self._connection()
-        cursor = conn.cursor()
-        cursor.execute("BEGIN IMMEDIATE")
-        try:
-            yield _SQLiteCursor(cursor)
-        except BaseException:
-            conn.rollback()
-            raise
-        else:
-            conn.commit()
+        with self._gate.held():
+            cursor = conn.cursor()
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                yield _SQLiteCursor(cursor)
+            except BaseException:
+                conn.rollback()
+                raise
+            else:
+                conn.commit()
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._connection().execute(sql.replace("%s", "?"), tuple(params)).fetchall()

@@ -35,6 +35,7 @@ from infra.chainscan import WORKER_PAGE, default_workers, merge, plan, verify_in
 from infra.notify import DatagramBroadcast, Notifier, PostgresListener
 from infra.recorders import Appended, LogRecorder, PostgresLogRecorder, Row, SQLiteLogRecorder
 from infra.sqldb import PostgresDatabase, SqlDatabase, SQLiteDatabase
+from infra.writegate import WriteGate
 
 log = logging.getLogger("carbonx.store")
 
@@ -301,18 +302,20 @@ def _open_sqlite(url: str, path: str, query: dict[str, list[str]], names: tuple[
         originator_id_type="text",
     )
     recorders: dict[str, LogRecorder] = {}
+    timeout = float(_int(query, "lock_timeout", 30))
+    gate = WriteGate(None if db_name.startswith("file:") else f"{db_name}.write-lock", timeout)
     # Two processes opening a fresh file at once would race in the library's table
     # creation (both insert its tracking-table migration marker): take turns.
     with _file_lock(None if db_name.startswith("file:") else f"{db_name}.schema-lock"):
         for name in names:
             recorder = SQLiteLogRecorder(
-                datastore, log_name=name, events_table_name=f"{name}_events"
+                datastore, log_name=name, events_table_name=f"{name}_events", gate=gate
             )
             recorder.create_table()
             recorders[name] = recorder
-    sql = SQLiteDatabase(db_name, uri=db_name.startswith("file:"), timeout=30.0)
+    sql = SQLiteDatabase(db_name, uri=db_name.startswith("file:"), timeout=timeout, gate=gate)
     notifier = Notifier(poll=0.02)
-    closers: list[Any] = [datastore.close, sql.close]
+    closers: list[Any] = [datastore.close, sql.close, gate.close]
     if not db_name.startswith("file:"):  # a file other processes may open too
         try:
             closers.insert(0, DatagramBroadcast(db_name, notifier).close)
