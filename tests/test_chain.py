@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from events.accounts import CashDeposited
-from events.chain import GENESIS, ChainWalker, link, seal, unseal
+from events.chain import GENESIS, ChainWalker, check_links, link, seal, unseal
 from events.codec import frame
 
 
@@ -67,6 +67,28 @@ def test_recomputed_hash_still_breaks_the_next_link() -> None:
     previous = unseal(entries[1][1])[1]
     entries[2] = (3, seal(forged, link(previous, forged)))
     assert _walk(entries).broken_at == 4
+
+
+def test_the_fast_check_passes_exactly_what_a_walk_passes() -> None:
+    """check_links (the workers' fast path) compares all seals of a page at once; any
+    change to one entry's seal, hash or closing brace, or an entry cut down to a bare
+    seal, must fail it as it fails the walk."""
+    entries = _log(6)
+    payloads = [payload for _, payload in entries]
+    assert check_links(GENESIS.encode(), payloads) == unseal(payloads[-1])[1].encode()
+    payload = payloads[3]
+    for index in range(len(payload) - 75, len(payload)):
+        for byte in (b"A", b"0", b"}"):
+            changed = payload[:index] + byte + payload[index + 1 :]
+            if changed == payload:
+                continue
+            tampered = [*payloads[:3], changed, *payloads[4:]]
+            assert not _walk(list(enumerate(tampered, 1))).ok
+            assert check_links(GENESIS.encode(), tampered) is None
+    # 75 bytes: a seal of the right hash for an empty body, which a walk rejects
+    bare = b',"hash":"' + link(unseal(payloads[2])[1], b"}").encode() + b'"}'
+    assert not _walk(list(enumerate([*payloads[:3], bare], 1))).ok
+    assert check_links(GENESIS.encode(), [*payloads[:3], bare]) is None
 
 
 def _walk(entries: list[tuple[int, bytes]]):  # type: ignore[no-untyped-def]
