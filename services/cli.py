@@ -68,9 +68,12 @@ def _serve_http(
     app: Callable[[], Any], host: str, port: int, workers: int, env: dict[str, str]
 ) -> None:
     """Serve `app` in this process, or (workers > 1) as uvicorn worker processes that
-    each build their app from `env` (see services/gateway/workers.py)."""
+    each build their app from `env` (see services/gateway/workers.py), each with a
+    listening socket of its own where the platform allows (services/gateway/reuseport.py).
+    """
     import uvicorn
 
+    from services.gateway import reuseport
     from services.gateway.workers import FACTORY
 
     common: dict[str, Any] = {"host": host, "port": port, "log_config": None}
@@ -78,7 +81,10 @@ def _serve_http(
         uvicorn.run(app(), access_log=False, **common)
         return
     os.environ.update(env)  # inherited by the worker processes
-    uvicorn.run(FACTORY, factory=True, workers=workers, access_log=False, **common)
+    if reuseport.available():
+        reuseport.serve(FACTORY, host, port, workers)
+    else:
+        uvicorn.run(FACTORY, factory=True, workers=workers, access_log=False, **common)
 
 
 calendar_option = click.option(

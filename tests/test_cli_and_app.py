@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -169,6 +171,18 @@ def test_serve_with_http_worker_processes(store_url: str, tmp_path: Path) -> Non
         assert [f["price"] for f in order["fills"]] == [6_000 + i for i in range(12)]
         book = httpx.get(f"{serving.base}/v1/markets/HCC-2025/book", headers=buyer).json()
         assert book["asks"] == []
+        # Connections opened all at once (a client's pool) are shared out among the
+        # workers, each of which has a listening socket of its own.
+        pool = [socket.create_connection(("127.0.0.1", serving.port)) for _ in range(16)]
+        try:
+            for conn in pool:  # all connected before any request: one burst of accepts
+                conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: carbonx\r\n\r\n")
+            assert all(conn.recv(4096).startswith(b"HTTP/1.1 200") for conn in pool)
+            serving_workers = _pids_serving(serving.port, _children(serving.process.pid))
+        finally:
+            for conn in pool:
+                conn.close()
+        assert len(serving_workers) >= 2, serving_workers
         # The projector is a child of its own; killed, it is replaced, and orders wait
         # for the replacement to project them.
         (projector,) = [pid for pid in children if "projector" in _cmdline(pid)]
@@ -184,6 +198,25 @@ def test_serve_with_http_worker_processes(store_url: str, tmp_path: Path) -> Non
         serving.stop()
     assert serving.process.returncode is not None
     assert not Path(f"/proc/{replacement}").exists() or "projector" not in _cmdline(replacement)
+
+
+def _pids_serving(port: int, pids: list[str]) -> set[str]:
+    """Which of `pids` hold an established TCP connection on local `port` (Linux /proc)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
+                inodes.add(fields[9])
+    serving = set()
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(FileNotFoundError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:[") and target[8:-1] in inodes:
+                        serving.add(pid)
+    return serving
 
 
 def _children(pid: int) -> list[str]:
