@@ -28,6 +28,8 @@ __all__ = ["router"]
 router = APIRouter(tags=["exchange"], route_class=OrjsonRoute)
 Caller = Annotated[Principal, Depends(principal)]
 Ctx = Annotated[Gateway, Depends(gateway)]
+#: `?wait=false`: answer 202 as soon as the commands are appended.
+Wait = Annotated[bool, Query(description="false: answer 202 once appended")]
 OrderId = Annotated[
     int, Path(ge=1, le=MAX_POSITION, description="the intake position that placed it")
 ]
@@ -63,7 +65,7 @@ async def place_order(
     request: Request,
     caller: Caller,
     ctx: Ctx,
-    wait: Annotated[bool, Query(description="false: answer 202 once appended")] = True,
+    wait: Wait = True,
 ) -> Response:
     caller.require_enterprise(body.enterprise_id, write=True)
 
@@ -159,7 +161,7 @@ async def place_orders(
     request: Request,
     caller: Caller,
     ctx: Ctx,
-    wait: Annotated[bool, Query(description="false: answer 202 once appended")] = True,
+    wait: Wait = True,
 ) -> Response:
     """One request, one intake transaction, one wait: for clients that quote many
     orders at once (market makers, a compliance desk covering a shortfall in slices).
@@ -302,7 +304,7 @@ async def cancel_orders(
     request: Request,
     caller: Caller,
     ctx: Ctx,
-    wait: Annotated[bool, Query(description="false: answer 202 once appended")] = True,
+    wait: Wait = True,
 ) -> Response:
     """Cancel the remainder of each order; its hold is released.
 
