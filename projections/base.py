@@ -102,7 +102,8 @@ class Projection:
         """Rebuild the in-memory state from this projection's tables."""
 
     def flush(self, cursor: Cursor) -> None:
-        """Write every pending change (inside the caller's transaction)."""
+        """Write every pending change. `cursor` is a write plan (:class:`infra.sqldb.WritePlan`)
+        that the projector replays inside the batch's transaction: write, never read."""
 
     # -- helpers for subclasses
 

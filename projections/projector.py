@@ -111,10 +111,14 @@ class Projector:
         touched = [p for p in self.projections if self.positions[p.name] < last]
         try:
             self._apply(rows, touched)
+            # Rows are built before the transaction opens: on SQLite it holds the one
+            # write lock that the engine and the other rebuild workers wait for.
+            writes = self.db.plan()
+            for projection in touched:
+                projection.flush(writes)
             with self.db.transaction() as cursor:
                 self._check_positions(cursor, touched)
-                for projection in touched:
-                    projection.flush(cursor)
+                writes.replay(cursor)
                 self._record(cursor, [projection.name for projection in touched], last)
                 if self.db.dialect == "postgres":
                     cursor.execute(f"NOTIFY {PROJECTOR_CHANNEL}")
@@ -145,7 +149,7 @@ class Projector:
                     if (handler := p.handler(row.type_name)) is not None
                 ]
             if route:
-                entry = decode(row.body)
+                entry = decode(row.payload)  # its seal ignored: the table is trusted
                 position = entry.position
                 for seen, handle in route:
                     if position > seen:
@@ -241,7 +245,7 @@ def _whole_commands(rows: list[Row], full: bool) -> list[Row]:
         return rows
 
     def cause(row: Row) -> int | None:
-        return decode(row.body).cause
+        return decode(row.payload).cause
 
     last_cause = cause(rows[-1])
     if last_cause is None:
