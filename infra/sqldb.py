@@ -84,6 +84,9 @@ class SqlDatabase(Protocol):
     def plan(self) -> WritePlan:
         """An empty :class:`WritePlan` for this database."""
 
+    def fast_drop(self) -> contextlib.AbstractContextManager[None]:
+        """Around dropping read-model tables (in this thread): do not zero their pages."""
+
     def transaction(self) -> contextlib.AbstractContextManager[Cursor]:
         """A write transaction: committed when the block ends, rolled back on error."""
 
@@ -242,6 +245,22 @@ class SQLiteDatabase:
         return _SQLitePlan()
 
     @contextlib.contextmanager
+    def fast_drop(self) -> Iterator[None]:
+        """``secure_delete = FAST`` meanwhile (Debian's SQLite defaults to ON): a dropped
+        table's pages are then freed, not each overwritten with zeros and written out.
+        That write was most of a rebuild's drop (5.5 s of read models for 1M entries,
+        0.3 s without). Zeroing them hid nothing: a read model is derived from the
+        journal, which the same file keeps; FAST still clears what costs no extra I/O.
+        """
+        conn = self._connection()
+        (before,) = conn.execute("PRAGMA secure_delete").fetchone()
+        conn.execute("PRAGMA secure_delete = FAST")
+        try:
+            yield
+        finally:
+            conn.execute(f"PRAGMA secure_delete = {int(before)}")
+
+    @contextlib.contextmanager
     def transaction(self) -> Iterator[Cursor]:
         conn = self._connection()
         cursor = conn.cursor()
@@ -395,6 +414,11 @@ class PostgresDatabase:
 
     def plan(self) -> WritePlan:
         return _CallPlan()
+
+    @contextlib.contextmanager
+    def fast_drop(self) -> Iterator[None]:
+        """Nothing to change: PostgreSQL's DROP TABLE unlinks the files."""
+        yield
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Cursor]:
