@@ -19,6 +19,7 @@ transaction, and :meth:`Pending.body` splices in the position at the last moment
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -188,43 +189,67 @@ def to_event(name: str, version: int, data: Mapping[str, Any]) -> Event:
     return kind.cls(**fields)
 
 
-Builder = Callable[[dict[str, Any]], Event]
-_builders: dict[tuple[str, int], Builder] = {}
+Decoder = Callable[[dict[str, Any]], Decoded]
+_decoders: dict[str, Decoder] = {}
 
 
-def _builder(name: str, version: int) -> Builder:
-    """The function that turns a freshly parsed `data` dict of (name, version) into its
-    event, made once per pair: exactly :func:`to_event`, minus its per-entry look-ups.
+def _compile_decoder(name: str) -> Decoder:
+    """Generate (once per type) the function that turns a parsed envelope of `name`
+    into its :class:`Decoded`: exactly what :func:`to_event` makes, minus its per-entry
+    look-ups and calls.
 
-    Decoding is the one cost every projector, replay and rebuild pays per entry; for a
-    current-version payload this fills the slots straight from the dict
-    (:func:`events.base.from_mapping`) instead of ``cls(**data)``, and freezes tuple
-    fields in place (the dict is the parser's own, no copy needed).
+    Decoding is the one cost every projector, replay and rebuild pays per entry. For a
+    current-version payload the generated code freezes the tuple fields in place (the
+    dict is the parser's own) and fills the slots straight from the dict, like
+    :func:`events.base.from_mapping`; a payload that is not exactly the fields goes to
+    the class's own constructor (its defaults, or its error), an older version to
+    :func:`to_event`. Measured 9.9 -> ~7 µs per entry with the parse (3.2 µs).
     """
     kind = lookup(name)
-    if version != kind.version:
-
-        def upcasting(data: dict[str, Any]) -> Event:
-            return to_event(name, version, data)
-
-        found: Builder = upcasting
+    names = [f.name for f in dataclasses.fields(kind.cls)]  # type: ignore[arg-type]
+    freeze = [
+        f"        if {n!r} in data:\n            data[{n!r}] = freeze(data[{n!r}])"
+        for n in sorted(kind.tuple_fields)
+    ]
+    if from_mapping(kind.cls) is None:  # default factories or __post_init__
+        build = ["        event = cls(**data)"]
     else:
-        cls, reader, tuples = kind.cls, from_mapping(kind.cls), tuple(kind.tuple_fields)
-
-        def build(data: dict[str, Any]) -> Event:
-            for field in tuples:
-                if field in data:
-                    data[field] = _freeze(data[field])
-            event = reader(data) if reader is not None else None
-            # Not exactly the fields: the class's own constructor says what is wrong.
-            return event if event is not None else cls(**data)
-
-        found = build
-    _builders[(name, version)] = found
-    return found
-
-
-_new = tuple.__new__
+        build = [
+            f"        if len(data) == {len(names)}:",
+            "            event = new(cls)",
+            "            try:",
+            *[f"                event.{n} = data[{n!r}]" for n in names],
+            *([] if names else ["                pass"]),
+            "            except (KeyError, TypeError):",
+            "                event = cls(**data)",
+            "        else:",
+            "            event = cls(**data)",
+        ]
+    source = "\n".join(
+        [
+            "def decoder(envelope):",
+            "    data = envelope['data']",
+            f"    if envelope['v'] != {kind.version}:",
+            f"        event = to_event({name!r}, envelope['v'], data)",
+            "    else:",
+            *freeze,
+            *build,
+            "    return tnew(Decoded, (envelope['position'], envelope['time'], event,"
+            " envelope.get('cause')))",
+        ]
+    )
+    namespace: dict[str, Any] = {
+        "cls": kind.cls,
+        "new": object.__new__,
+        "tnew": tuple.__new__,
+        "Decoded": Decoded,
+        "freeze": _freeze,
+        "to_event": to_event,
+    }
+    exec(source, namespace)
+    decoder: Decoder = namespace["decoder"]
+    _decoders[name] = decoder
+    return decoder
 
 
 def decode(body: bytes) -> Decoded:
@@ -234,9 +259,6 @@ def decode(body: bytes) -> Decoded:
     the same, its ``hash`` member ignored: readers that trust the table skip unsealing.
     """
     envelope = orjson.loads(body)
-    key = (envelope["type"], envelope["v"])
-    build = _builders.get(key) or _builder(*key)
-    return _new(
-        Decoded,
-        (envelope["position"], envelope["time"], build(envelope["data"]), envelope.get("cause")),
-    )
+    name = envelope["type"]
+    decoder = _decoders.get(name) or _compile_decoder(name)
+    return decoder(envelope)
