@@ -31,6 +31,19 @@ _PG_STAGE_FROM = 64
 
 
 def _on_conflict(columns: Sequence[str], key: Sequence[str]) -> str:
+    """`` ON CONFLICT (key) DO …`` for an upsert of `columns` (built once per pair: a
+    live projector upserts a dozen tables per small batch)."""
+    pair = (tuple(columns), tuple(key))  # (tuple() of a tuple is that tuple, no copy)
+    found = _conflicts.get(pair)
+    if found is None:
+        found = _conflicts[pair] = _conflict_clause(columns, key)
+    return found
+
+
+_conflicts: dict[tuple[tuple[str, ...], tuple[str, ...]], str] = {}
+
+
+def _conflict_clause(columns: Sequence[str], key: Sequence[str]) -> str:
     updates = ", ".join(f"{n} = excluded.{n}" for n in columns if n not in key)
     action = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
     return f" ON CONFLICT ({', '.join(key)}) {action}"

@@ -12,6 +12,7 @@ what a projection owns, and the same declaration serves SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -38,7 +39,7 @@ class Table:
     key: tuple[str, ...] = ()
     indexes: tuple[tuple[str, ...], ...] = field(default=())
 
-    @property
+    @functools.cached_property
     def column_names(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.columns)
 
