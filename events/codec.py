@@ -19,12 +19,13 @@ transaction, and :meth:`Pending.body` splices in the position at the last moment
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import orjson
 
-from events.base import Event, lookup, upcast
+from events.base import Event, from_mapping, lookup, upcast
 
 __all__ = ["Decoded", "FloatRefused", "Pending", "decode", "encode_data", "frame", "to_event"]
 
@@ -210,12 +211,76 @@ def to_event(name: str, version: int, data: Mapping[str, Any]) -> Event:
     return kind.cls(**fields)
 
 
-def decode(body: bytes) -> Decoded:
-    """Parse canonical (or older, upcastable) entry bytes into a :class:`Decoded`."""
-    envelope = orjson.loads(body)
-    return Decoded(
-        envelope["position"],
-        envelope["time"],
-        to_event(envelope["type"], envelope["v"], envelope["data"]),
-        envelope.get("cause"),
+Decoder = Callable[[dict[str, Any]], Decoded]
+_decoders: dict[str, Decoder] = {}
+
+
+def _compile_decoder(name: str) -> Decoder:
+    """Generate (once per type) the function that turns a parsed envelope of `name`
+    into its :class:`Decoded`: exactly what :func:`to_event` makes, minus its per-entry
+    look-ups and calls.
+
+    Decoding is the one cost every projector, replay and rebuild pays per entry. For a
+    current-version payload the generated code freezes the tuple fields in place (the
+    dict is the parser's own) and fills the slots straight from the dict, like
+    :func:`events.base.from_mapping`; a payload that is not exactly the fields goes to
+    the class's own constructor (its defaults, or its error), an older version to
+    :func:`to_event`. Measured 9.9 -> ~7 µs per entry with the parse (3.2 µs).
+    """
+    kind = lookup(name)
+    names = [f.name for f in dataclasses.fields(kind.cls)]  # type: ignore[arg-type]
+    freeze = [
+        f"        if {n!r} in data:\n            data[{n!r}] = freeze(data[{n!r}])"
+        for n in sorted(kind.tuple_fields)
+    ]
+    if from_mapping(kind.cls) is None:  # default factories or __post_init__
+        build = ["        event = cls(**data)"]
+    else:
+        build = [
+            f"        if len(data) == {len(names)}:",
+            "            event = new(cls)",
+            "            try:",
+            *[f"                event.{n} = data[{n!r}]" for n in names],
+            *([] if names else ["                pass"]),
+            "            except (KeyError, TypeError):",
+            "                event = cls(**data)",
+            "        else:",
+            "            event = cls(**data)",
+        ]
+    source = "\n".join(
+        [
+            "def decoder(envelope):",
+            "    data = envelope['data']",
+            f"    if envelope['v'] != {kind.version}:",
+            f"        event = to_event({name!r}, envelope['v'], data)",
+            "    else:",
+            *freeze,
+            *build,
+            "    return tnew(Decoded, (envelope['position'], envelope['time'], event,"
+            " envelope.get('cause')))",
+        ]
     )
+    namespace: dict[str, Any] = {
+        "cls": kind.cls,
+        "new": object.__new__,
+        "tnew": tuple.__new__,
+        "Decoded": Decoded,
+        "freeze": _freeze,
+        "to_event": to_event,
+    }
+    exec(source, namespace)
+    decoder: Decoder = namespace["decoder"]
+    _decoders[name] = decoder
+    return decoder
+
+
+def decode(body: bytes) -> Decoded:
+    """Parse canonical (or older, upcastable) entry bytes into a :class:`Decoded`.
+
+    A stored payload (the body with its hash sealed in, :mod:`events.chain`) decodes
+    the same, its ``hash`` member ignored: readers that trust the table skip unsealing.
+    """
+    envelope = orjson.loads(body)
+    name = envelope["type"]
+    decoder = _decoders.get(name) or _compile_decoder(name)
+    return decoder(envelope)

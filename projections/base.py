@@ -12,6 +12,7 @@ what a projection owns, and the same declaration serves SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -38,7 +39,7 @@ class Table:
     key: tuple[str, ...] = ()
     indexes: tuple[tuple[str, ...], ...] = field(default=())
 
-    @property
+    @functools.cached_property
     def column_names(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.columns)
 
@@ -102,7 +103,8 @@ class Projection:
         """Rebuild the in-memory state from this projection's tables."""
 
     def flush(self, cursor: Cursor) -> None:
-        """Write every pending change (inside the caller's transaction)."""
+        """Write every pending change. `cursor` is a write plan (:class:`infra.sqldb.WritePlan`)
+        that the projector replays inside the batch's transaction: write, never read."""
 
     # -- helpers for subclasses
 

@@ -113,12 +113,15 @@ def add_ranges(held: Ranges, ranges: Any, changes: Changes | None = None) -> Non
             held.insert(index, [first, last])
 
 
+_INF = float("inf")  # sorts after any serial: [first, _INF] after every range at `first`
+
+
 def remove_ranges(held: Ranges, ranges: Any, changes: Changes | None = None) -> None:
     """Cut `ranges` out of `held` (in place); every serial must be there. `changes`:
     as for :func:`add_ranges`."""
     log = {} if changes is None else changes
     for first, last in ranges:
-        index = bisect.bisect_right(held, [first, float("inf")]) - 1
+        index = bisect.bisect_right(held, [first, _INF]) - 1
         if index < 0 or not (held[index][0] <= first and last <= held[index][1]):
             raise SerialConflict(f"serials {first}-{last} are not held")
         start, end = held[index]

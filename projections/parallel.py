@@ -21,11 +21,12 @@ import gc
 import importlib
 import logging
 import os
+import selectors
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
 import orjson
@@ -63,9 +64,17 @@ def split(projections: Sequence[Projection], workers: int) -> list[list[Projecti
     return [group for group in groups if group]
 
 
-def rebuild_in_workers(url: str, groups: Sequence[Sequence[Projection]], batch: int) -> list[int]:
+def rebuild_in_workers(
+    url: str,
+    groups: Sequence[Sequence[Projection]],
+    batch: int,
+    finished: Callable[[int], None] | None = None,
+) -> list[int]:
     """Catch each group up in a process of its own (fresh instances of its projections'
     classes, tables already created); the entries each worker read.
+
+    `finished(i)` is called as soon as the worker of ``groups[i]`` is done, while the
+    others may still run: the caller can load that group's tables meanwhile.
 
     Plain subprocesses running this module (not multiprocessing, whose spawn re-runs the
     caller's main script), their errors on this process's stderr.
@@ -90,17 +99,28 @@ def rebuild_in_workers(url: str, groups: Sequence[Sequence[Projection]], batch: 
         assert worker.stdin is not None
         worker.stdin.write(job)
         worker.stdin.close()
-    reads = []
+    reads = [0] * len(workers)
     try:
-        for worker in workers:
-            assert worker.stdout is not None
-            out = worker.stdout.read()  # one line, at the end
-            worker.wait()
-            if worker.returncode != 0:
-                raise RuntimeError(f"a rebuild worker failed (exit status {worker.returncode})")
-            read, cpu, wall = out.decode().split()
-            log.debug("rebuild worker: %s entries, %s s CPU, %s s", read, cpu, wall)
-            reads.append(int(read))
+        with selectors.DefaultSelector() as waiting:
+            for index, worker in enumerate(workers):
+                assert worker.stdout is not None
+                waiting.register(worker.stdout, selectors.EVENT_READ, index)
+            while waiting.get_map():
+                for key, _ in waiting.select():
+                    index = key.data
+                    worker = workers[index]
+                    out = worker.stdout.read() if worker.stdout else b""  # one line, at the end
+                    waiting.unregister(key.fileobj)
+                    worker.wait()
+                    if worker.returncode != 0:
+                        raise RuntimeError(
+                            f"a rebuild worker failed (exit status {worker.returncode})"
+                        )
+                    read, cpu, wall = out.decode().split()
+                    log.debug("rebuild worker: %s entries, %s s CPU, %s s", read, cpu, wall)
+                    reads[index] = int(read)
+                    if finished is not None:
+                        finished(index)
     finally:
         for worker in workers:
             if worker.poll() is None:

@@ -26,6 +26,7 @@ from projections.parallel import can_share, importable, rebuild_in_workers, spli
 
 __all__ = [
     "PROJECTOR_CHANNEL",
+    "REBUILD_BATCH",
     "TRACKING",
     "ProjectionMoved",
     "Projector",
@@ -43,6 +44,9 @@ TRACKING = Table(
     (("projection", "TEXT NOT NULL"), ("position", "BIGINT NOT NULL")),
     key=("projection",),
 )
+#: Entries per transaction of a rebuild, at least (see :class:`Projector`). 20k -> 60k
+#: took 6% less CPU; the journal page it reads is ~30 MB at 50k.
+REBUILD_BATCH = 50_000
 #: NOTIFY channel on PostgreSQL: a projector in another process committed a batch.
 PROJECTOR_CHANNEL = "carbonx_projections"
 
@@ -73,22 +77,31 @@ class Projector:
         projections: Sequence[Projection],
         batch: int = 5_000,
         indexes: bool = True,
+        rebuild_batch: int | None = None,
     ) -> None:
-        """`indexes`: create missing secondary indexes now (a rebuild adds them after)."""
+        """`batch`: journal entries per transaction when following the journal.
+        `indexes`: create missing secondary indexes now (a rebuild adds them after).
+        `rebuild_batch`: entries per transaction of :meth:`rebuild` (default: `batch`,
+        at least :data:`REBUILD_BATCH`): nobody waits for a rebuild's batches to show,
+        and larger ones write fewer rows (an order, a pair's volume or a holder's range
+        that changes again later is written once per batch) and commit less often.
+        """
         self.store = store
         self.db = store.sql
         self.projections = list(projections)
         self.batch = batch
+        self.rebuild_batch = rebuild_batch or max(batch, REBUILD_BATCH)
         self.positions: dict[str, int] = {}
         ensure_tables(self.db, [t for p in self.projections for t in p.tables], indexes)
         self.load()
 
     # ------------------------------------------------------------------ state
 
-    def load(self) -> None:
-        """Pick up where each projection's committed rows and position stand."""
+    def load(self, projections: Iterable[Projection] | None = None) -> None:
+        """Pick up where each projection's (default: every one's) committed rows and
+        position stand."""
         stored = tracking_positions(self.db)
-        for projection in self.projections:
+        for projection in self.projections if projections is None else projections:
             projection.reset()
             projection.load(self.db)
             self.positions[projection.name] = stored.get(projection.name, 0)
@@ -111,10 +124,14 @@ class Projector:
         touched = [p for p in self.projections if self.positions[p.name] < last]
         try:
             self._apply(rows, touched)
+            # Rows are built before the transaction opens: on SQLite it holds the one
+            # write lock that the engine and the other rebuild workers wait for.
+            writes = self.db.plan()
+            for projection in touched:
+                projection.flush(writes)
             with self.db.transaction() as cursor:
                 self._check_positions(cursor, touched)
-                for projection in touched:
-                    projection.flush(cursor)
+                writes.replay(cursor)
                 self._record(cursor, [projection.name for projection in touched], last)
                 if self.db.dialect == "postgres":
                     cursor.execute(f"NOTIFY {PROJECTOR_CHANNEL}")
@@ -145,7 +162,7 @@ class Projector:
                     if (handler := p.handler(row.type_name)) is not None
                 ]
             if route:
-                entry = decode(row.body)
+                entry = decode(row.payload)  # its seal ignored: the table is trusted
                 position = entry.position
                 for seen, handle in route:
                     if position > seen:
@@ -200,24 +217,47 @@ class Projector:
         """
         wanted = set(names) if names is not None else {p.name for p in self.projections}
         chosen = [p for p in self.projections if p.name in wanted]
-        with self.db.transaction() as cursor:
+        started = time.perf_counter()
+        with self.db.fast_drop(), self.db.transaction() as cursor:
             for projection in chosen:
                 for table in projection.tables:
                     cursor.execute(f"DROP TABLE IF EXISTS {table.name}")
                 cursor.execute("DELETE FROM rm_tracking WHERE projection = %s", (projection.name,))
         tables = [t for p in chosen for t in p.tables]
         ensure_tables(self.db, tables, indexes=False)
+        dropped = time.perf_counter()
         if workers is None:
             workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
         shareable = can_share(self.store.url) and all(importable(p) for p in chosen)
         groups = split(chosen, workers) if shareable else [chosen]
-        read = max(rebuild_in_workers(self.store.url, groups, self.batch)) if len(groups) > 1 else 0
-        self.load()
-        read += self.catch_up()
+        if len(groups) > 1:
+            # Each group's tables are loaded as soon as its worker is done, while the
+            # others still work (loading is a few % of a rebuild, on a free core).
+            def finished(index: int) -> None:
+                self.load(groups[index])
+
+            read = max(rebuild_in_workers(self.store.url, groups, self.rebuild_batch, finished))
+            built = time.perf_counter()
+            self.load([p for p in self.projections if p.name not in wanted])
+        else:
+            read = 0
+            built = time.perf_counter()
+            self.load()
+        loaded = time.perf_counter()
+        batch, self.batch = self.batch, self.rebuild_batch
+        try:
+            read += self.catch_up()
+        finally:
+            self.batch = batch
         with self.db.transaction() as cursor:
             for table in tables:
                 for statement in table.create_indexes():
                     cursor.execute(statement)
+        log.debug(
+            "rebuild: %.2f s dropping, %.2f s in %d worker(s), %.2f s loading, %.2f s here",
+            dropped - started, built - dropped, len(groups) if len(groups) > 1 else 0,
+            loaded - built, time.perf_counter() - loaded,
+        )  # fmt: skip
         return read
 
     def run(self, stop: threading.Event, idle: float = 1.0) -> None:
@@ -241,7 +281,7 @@ def _whole_commands(rows: list[Row], full: bool) -> list[Row]:
         return rows
 
     def cause(row: Row) -> int | None:
-        return decode(row.body).cause
+        return decode(row.payload).cause
 
     last_cause = cause(rows[-1])
     if last_cause is None:

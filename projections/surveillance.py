@@ -69,19 +69,26 @@ class Surveillance(Projection):
 
     def on_TradeExecuted(self, entry: Entry) -> None:
         t: x.TradeExecuted = entry.event  # type: ignore[assignment]
-        notional = t.price * t.quantity
-        for eid, bought, sold in ((t.buyer_id, t.quantity, 0), (t.seller_id, 0, t.quantity)):
-            key = (eid, t.instrument)
-            row = self.volumes.setdefault(key, [0, 0, 0, 0])
+        # (get, then a new row only when missing: setdefault built a default row per call)
+        quantity, symbol = t.quantity, t.instrument
+        notional = t.price * quantity
+        volumes, dirty = self.volumes, self._dirty_volumes
+        for eid, bought, sold in ((t.buyer_id, quantity, 0), (t.seller_id, 0, quantity)):
+            key = (eid, symbol)
+            row = volumes.get(key)
+            if row is None:
+                row = volumes[key] = [0, 0, 0, 0]
             row[0] += bought
             row[1] += sold
             row[2] += notional
             row[3] += 1
-            self._dirty_volumes.add(key)
-        pair = (t.seller_id, t.buyer_id, t.instrument)
-        counts = self.pairs.setdefault(pair, [0, 0])
+            dirty.add(key)
+        pair = (t.seller_id, t.buyer_id, symbol)
+        counts = self.pairs.get(pair)
+        if counts is None:
+            counts = self.pairs[pair] = [0, 0]
         counts[0] += 1
-        counts[1] += t.quantity
+        counts[1] += quantity
         self._dirty_pairs.add(pair)
 
 

@@ -408,7 +408,12 @@ def gateway(
     is_flag=True,
     help="Drop every read model and rebuild it from journal position 0 first.",
 )
-@click.option("--batch", default=5_000, show_default=True, help="Journal entries per transaction.")
+@click.option(
+    "--batch",
+    default=5_000,
+    show_default=True,
+    help="Journal entries per transaction (a --rebuild's own: at least 50,000).",
+)
 @click.option("--once", is_flag=True, help="Catch up with the journal, then exit.")
 @click.option("--parent-pid", type=int, default=None, hidden=True)  # `serve --workers N`
 def projector(db_url: str, rebuild: bool, batch: int, once: bool, parent_pid: int | None) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import orjson
 import pytest
 from hypothesis import given
@@ -234,3 +236,41 @@ def test_mapping_readers_build_what_the_class_builds_or_decline() -> None:
             first = fields[0].name
             assert read({k: v for k, v in data.items() if k != first}) is None
             assert read({**{k: v for k, v in data.items() if k != first}, "other": 1}) is None
+
+
+def test_generated_decoders_build_what_to_event_builds_or_refuse_alike() -> None:
+    """decode's per-type code: for every registered type, the same Decoded as
+    ``to_event`` (tuples frozen, from a body or a sealed payload), and the same error
+    for a payload whose fields are not the class's."""
+    import dataclasses
+
+    from events.base import registered_types
+    from events.chain import seal
+    from events.codec import Decoded, to_event
+
+    samples: dict[type, object] = {int: 7, str: "x", bool: True, tuple: [[1, 2]], dict: {}}
+    for name, kind in registered_types().items():
+        types = dict(kind.field_types)
+        data = {f.name: samples.get(types[f.name]) for f in dataclasses.fields(kind.cls)}  # type: ignore[arg-type]
+
+        def body(fields: dict[str, object], *, name: str = name, v: int = kind.version) -> bytes:
+            envelope = {"cause": 4, "data": fields, "position": 9, "time": 1, "type": name, "v": v}
+            return orjson.dumps(envelope, option=orjson.OPT_SORT_KEYS)
+
+        expected = Decoded(9, 1, to_event(name, kind.version, data), 4)
+        assert decode(body(data)) == expected
+        assert decode(seal(body(data), "0" * 64)) == expected
+        assert type(decode(body(data)).event) is kind.cls
+        for field in kind.tuple_fields:
+            assert type(getattr(decode(body(data)).event, field)) is tuple
+        # Not exactly the fields: an error, or the class's defaults, as the class says.
+        for wrong in ({**data, "unexpected": 1}, {k: v for k, v in list(data.items())[1:]}):
+            direct = _outcome(lambda: Decoded(9, 1, to_event(name, kind.version, dict(wrong)), 4))  # noqa: B023
+            assert _outcome(lambda: decode(body(wrong))) == direct  # noqa: B023
+
+
+def _outcome(make: Callable[[], events.Decoded]) -> events.Decoded | str:
+    try:
+        return make()
+    except TypeError as refused:
+        return str(refused)

@@ -19,8 +19,8 @@ def test_rebuild_in_worker_processes_equals_a_rebuild_in_one(store_url: str) -> 
         live = Projector(store, all_projections(), batch=250)
         live.catch_up()
         expected = _checksums(store)
-        for workers in (3, 1):
-            projector = Projector(store, all_projections(), batch=500)
+        for workers, rebuild_batch in ((3, 500), (1, 500), (2, None)):
+            projector = Projector(store, all_projections(), 500, rebuild_batch=rebuild_batch)
             assert projector.rebuild(workers=workers) == head
             assert _checksums(store) == expected
             assert set(tracking_positions(store.sql).values()) == {head}

@@ -1,0 +1,56 @@
+"""Benchmark: the rebuild of every projection alone, on a history kept between runs.
+
+The rebuild step of scripts/bench_replay.py without its verification and as-of steps,
+for iterating on the projections: the history is built once (or topped up) in the
+store at `--db` and reused by later runs against the same URL. Prints the rebuild rate
+against the read+decode floor, `--repeat` times; the last line is JSON.
+
+    python scripts/bench_rebuild.py --db sqlite:///./data/bench.db [--n 1000000] [--repeat 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+import orjson
+
+from infra.store import open_store
+from projections import all_projections
+from projections.projector import Projector
+from scripts.bench_replay import build_history, read_baseline
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", required=True, help="store URL (kept: the history is reused)")
+    parser.add_argument("--n", type=int, default=1_000_000, help="journal events (at least)")
+    parser.add_argument("--repeat", type=int, default=2, help="rebuild runs")
+    parser.add_argument("--workers", type=int, default=None, help="rebuild worker processes")
+    parser.add_argument("--batch", type=int, default=20_000, help="projector batch size")
+    args = parser.parse_args()
+    with open_store(args.db) as store:
+        print(f"history of {args.n:,} events on {store.backend} …", flush=True)
+        total = build_history(store, args.n)
+        floor = read_baseline(store)
+        rates = []
+        for _ in range(args.repeat):
+            projector = Projector(store, all_projections(), batch=args.batch)
+            started = time.perf_counter()
+            read = projector.rebuild(workers=args.workers)
+            rates.append(total / (time.perf_counter() - started))
+            assert read == total, (read, total)
+            print(f"rebuild of every projection: {rates[-1]:,.0f} events/s "
+                  f"(read+decode floor {floor:,.0f}/s, ratio {rates[-1] / floor:.2f})",
+                  flush=True)  # fmt: skip
+    figures: dict[str, Any] = {
+        "events": total,
+        "rebuild_events_per_s": round(max(rates)),
+        "read_decode_floor_per_s": round(floor),
+    }
+    print(orjson.dumps(figures).decode())
+
+
+if __name__ == "__main__":
+    main()
