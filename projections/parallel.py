@@ -16,13 +16,11 @@ projector moved meanwhile; this only keeps that from happening in the first plac
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import importlib
 import logging
 import os
 import selectors
-import signal
 import subprocess
 import sys
 import time
@@ -31,6 +29,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from infra.children import die_with
 from projections.base import Projection
 
 __all__ = ["can_share", "importable", "rebuild_in_workers", "split"]
@@ -141,14 +140,6 @@ def _catch_up(url: str, batch: int, classes: list[type[Projection]]) -> int:
         return read
 
 
-def _die_with(parent: int) -> None:
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # it died before that took effect
-        os._exit(1)
-
-
 def _class(path: str) -> type[Projection]:
     module, _, name = path.partition(":")
     found: type[Projection] = getattr(importlib.import_module(module), name)
@@ -157,7 +148,7 @@ def _class(path: str) -> type[Projection]:
 
 def main() -> None:
     job = orjson.loads(sys.stdin.buffer.read())
-    _die_with(job["parent"])
+    die_with(job["parent"])
     # A worker lives for one rebuild and makes millions of short-lived objects without
     # cycles: the collector's passes over a growing heap cost ~10% of its time.
     gc.disable()
