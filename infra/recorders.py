@@ -26,7 +26,6 @@ import hashlib
 import os
 import sqlite3
 import struct
-import threading
 from binascii import hexlify
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -463,18 +462,13 @@ class SQLiteLogRecorder(SQLiteProcessRecorder):
         # For worker processes (chain_job): absolute as of opening, so that they find
         # the file whatever directory this process has moved to since.
         self._database = os.path.abspath(datastore.pool.db_name)
-        # The library's pool already serialises writers in this process; this lock
-        # also covers the memory-mode pool, which shares one connection.
-        self._write_lock = threading.Lock()
 
     def append(
         self, pending: Iterable[Pending], tracking: Tracking | None, follows: int | None = None
     ) -> Appended | None:
-        with (
-            self._write_lock,
-            self._gate.held(),
-            self.datastore.get_connection(commit=True) as conn,
-        ):
+        # The gate also serialises this process's writers (the memory-mode pool shares
+        # one connection between them).
+        with self._gate.held(), self.datastore.get_connection(commit=True) as conn:
             raw = conn._sqlite_conn
             raw.execute("BEGIN IMMEDIATE")
             try:

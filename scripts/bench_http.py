@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -98,6 +99,46 @@ def _order_body(run_id: str, number: int, eid: str) -> dict[str, Any]:
             "quantity": 1 + number % 5, "price": price, "time_in_force": "gtc"}  # fmt: skip
 
 
+class _Run:
+    """One timed run: every waiting request's latency and status, and the clients."""
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.statuses: dict[int, int] = {}
+
+    async def post(
+        self, client: aiohttp.ClientSession, path: str, headers: dict[str, str], **body: Any
+    ) -> tuple[int, bytes]:
+        """POST and wait for the answer, timed; (status, body)."""
+        started = time.perf_counter()
+        async with client.post(path, headers=headers, **body) as response:
+            payload = await response.read()
+            status = response.status
+        self.latencies.append(time.perf_counter() - started)
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+        return status, payload
+
+    async def drive(
+        self,
+        base: str,
+        clients: int,
+        worker: Callable[[aiohttp.ClientSession, int], Awaitable[None]],
+        orders: int,
+    ) -> dict[str, Any]:
+        """Run `clients` workers to the end; the figures for `orders` placed."""
+        async with _session(base, clients) as client:
+            started = time.perf_counter()
+            await asyncio.gather(*(worker(client, i) for i in range(clients)))
+            elapsed = time.perf_counter() - started
+        self.latencies.sort()
+        return {
+            "orders_per_s": orders / elapsed,
+            "p50_ms": statistics.median(self.latencies) * 1_000,
+            "p99_ms": self.latencies[max(0, int(len(self.latencies) * 0.99) - 1)] * 1_000,
+            "statuses": self.statuses,
+        }
+
+
 async def _batches(
     base: str, tokens: dict[str, str], clients: int, n: int, size: int
 ) -> dict[str, Any]:
@@ -106,8 +147,7 @@ async def _batches(
     are per request, both kinds."""
     counter = itertools.count()
     run_id = f"b{time.monotonic_ns()}"
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
+    timed = _Run()
 
     async def worker(client: aiohttp.ClientSession, index: int) -> None:
         eid = ENTERPRISES[index % len(ENTERPRISES)]
@@ -115,12 +155,7 @@ async def _batches(
         while (batch := next(counter)) * size < n:
             orders = [_order_body(run_id, batch * size + i, eid) for i in range(size)]
             body = orjson.dumps({"orders": orders})  # what a client quoting in bulk would use
-            started = time.perf_counter()
-            async with client.post("/v1/orders/batch", data=body, headers=headers) as response:
-                payload = await response.read()
-                status = response.status
-            latencies.append(time.perf_counter() - started)
-            statuses[status] = statuses.get(status, 0) + 1
+            status, payload = await timed.post(client, "/v1/orders/batch", headers, data=body)
             if status != 201:
                 continue
             # As the single-order run does: cancel every fifth order if it still rests,
@@ -128,51 +163,23 @@ async def _batches(
             placed = orjson.loads(payload)["orders"][::5]
             resting = [o["order_id"] for o in placed if o["status"] in ("open", "partially_filled")]
             if resting:
-                started = time.perf_counter()
-                async with client.post(
-                    "/v1/orders/cancel", data=orjson.dumps({"order_ids": resting}), headers=headers
-                ) as response:
-                    await response.read()
-                    status = response.status
-                latencies.append(time.perf_counter() - started)
-                statuses[status] = statuses.get(status, 0) + 1
+                cancel = orjson.dumps({"order_ids": resting})
+                await timed.post(client, "/v1/orders/cancel", headers, data=cancel)
 
-    async with _session(base, clients) as client:
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(client, i) for i in range(clients)))
-        elapsed = time.perf_counter() - started
-    return _figures(n, elapsed, latencies, statuses)
-
-
-def _figures(
-    n: int, elapsed: float, latencies: list[float], statuses: dict[int, int]
-) -> dict[str, Any]:
-    latencies.sort()
-    return {
-        "orders_per_s": n / elapsed,
-        "p50_ms": statistics.median(latencies) * 1_000,
-        "p99_ms": latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1_000,
-        "statuses": statuses,
-    }
+    return await timed.drive(base, clients, worker, n)
 
 
 async def _orders(base: str, tokens: dict[str, str], clients: int, n: int) -> dict[str, Any]:
     counter = itertools.count()
     run_id = f"r{time.monotonic_ns()}"
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
+    timed = _Run()
 
     async def worker(client: aiohttp.ClientSession, index: int) -> None:
         eid = ENTERPRISES[index % len(ENTERPRISES)]
         headers = {"Authorization": f"Bearer {tokens[eid]}"}
         while (number := next(counter)) < n:
             body = _order_body(run_id, number, eid)
-            started = time.perf_counter()
-            async with client.post("/v1/orders", json=body, headers=headers) as response:
-                payload = await response.read()
-                status = response.status
-            latencies.append(time.perf_counter() - started)
-            statuses[status] = statuses.get(status, 0) + 1
+            status, payload = await timed.post(client, "/v1/orders", headers, json=body)
             if status == 201 and number % 5 == 0:
                 order = orjson.loads(payload)
                 if order["status"] in ("open", "partially_filled"):
@@ -180,11 +187,7 @@ async def _orders(base: str, tokens: dict[str, str], clients: int, n: int) -> di
                     async with client.delete(path, headers=headers) as cancelled:
                         await cancelled.read()
 
-    async with _session(base, clients) as client:
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(client, i) for i in range(clients)))
-        elapsed = time.perf_counter() - started
-    return _figures(n, elapsed, latencies, statuses)
+    return await timed.drive(base, clients, worker, n)
 
 
 def run(

@@ -10,29 +10,22 @@ against the read+decode floor, `--repeat` times; the last line is JSON.
 
 from __future__ import annotations
 
-import argparse
 import time
 from typing import Any
 
 import orjson
 
-from infra.store import open_store
 from projections import all_projections
 from projections.projector import Projector
-from scripts.bench_replay import build_history, read_baseline
+from scripts.bench_replay import kept_history, kept_history_arguments, read_baseline
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--db", required=True, help="store URL (kept: the history is reused)")
-    parser.add_argument("--n", type=int, default=1_000_000, help="journal events (at least)")
-    parser.add_argument("--repeat", type=int, default=2, help="rebuild runs")
+    parser = kept_history_arguments(__doc__, repeat=2)
     parser.add_argument("--workers", type=int, default=None, help="rebuild worker processes")
     parser.add_argument("--batch", type=int, default=20_000, help="projector batch size")
     args = parser.parse_args()
-    with open_store(args.db) as store:
-        print(f"history of {args.n:,} events on {store.backend} …", flush=True)
-        total = build_history(store, args.n)
+    with kept_history(args.db, args.n) as (store, total):
         floor = read_baseline(store)
         rates = []
         for _ in range(args.repeat):

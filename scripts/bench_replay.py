@@ -18,9 +18,11 @@ The last line is one JSON object with the figures.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import tempfile
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -59,6 +61,25 @@ def build_history(store: Store, events: int) -> int:
         seed += 1
         print(f"  history: {store.journal.head()[0]:,} journal events", flush=True)
     return store.journal.head()[0]
+
+
+def kept_history_arguments(description: str, repeat: int) -> argparse.ArgumentParser:
+    """The options of a benchmark that times one step on a history kept at `--db`
+    (scripts/bench_rebuild.py, scripts/bench_verify.py)."""
+    parser = argparse.ArgumentParser(description=description.split("\n\n")[0])
+    parser.add_argument("--db", required=True, help="store URL (kept: the history is reused)")
+    parser.add_argument("--n", type=int, default=1_000_000, help="journal events (at least)")
+    parser.add_argument("--repeat", type=int, default=repeat, help="timed runs")
+    return parser
+
+
+@contextlib.contextmanager
+def kept_history(url: str, events: int) -> Iterator[tuple[Store, int]]:
+    """The store at `url` with a history of at least `events` journal events (built, or
+    topped up, on first use) and its size."""
+    with open_store(url) as store:
+        print(f"history of {events:,} events on {store.backend} …", flush=True)
+        yield store, build_history(store, events)
 
 
 def read_baseline(store: Store) -> float:

@@ -10,25 +10,17 @@ against raw SHA-256 over the same bytes, `--repeat` times; the last line is JSON
 
 from __future__ import annotations
 
-import argparse
 import time
 from typing import Any
 
 import orjson
 
-from infra.store import open_store
-from scripts.bench_replay import build_history, sha_baseline
+from scripts.bench_replay import kept_history, kept_history_arguments, sha_baseline
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--db", required=True, help="store URL (kept: the history is reused)")
-    parser.add_argument("--n", type=int, default=1_000_000, help="journal events (at least)")
-    parser.add_argument("--repeat", type=int, default=3, help="verification runs")
-    args = parser.parse_args()
-    with open_store(args.db) as store:
-        print(f"history of {args.n:,} events on {store.backend} …", flush=True)
-        total = build_history(store, args.n)
+    args = kept_history_arguments(__doc__, repeat=3).parse_args()
+    with kept_history(args.db, args.n) as (store, total):
         sha = sha_baseline(store)
         rates = []
         for _ in range(args.repeat):

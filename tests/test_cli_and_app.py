@@ -183,6 +183,11 @@ def test_serve_with_http_worker_processes(store_url: str, tmp_path: Path) -> Non
             for conn in pool:
                 conn.close()
         assert len(serving_workers) >= 2, serving_workers
+        # Because each worker listens on a socket of its own (not one shared socket,
+        # which lets whichever worker is idle at the moment take a whole burst).
+        listening = _sockets_on(serving.port, _LISTEN, _children(serving.process.pid))
+        assert len(listening) == 3, listening
+        assert len(set().union(*listening.values())) == 3, listening
         # The projector is a child of its own; killed, it is replaced, and orders wait
         # for the replacement to project them.
         (projector,) = [pid for pid in children if "projector" in _cmdline(pid)]
@@ -200,23 +205,32 @@ def test_serve_with_http_worker_processes(store_url: str, tmp_path: Path) -> Non
     assert not Path(f"/proc/{replacement}").exists() or "projector" not in _cmdline(replacement)
 
 
+_ESTABLISHED, _LISTEN = "01", "0A"
+
+
 def _pids_serving(port: int, pids: list[str]) -> set[str]:
-    """Which of `pids` hold an established TCP connection on local `port` (Linux /proc)."""
+    """Which of `pids` hold an established TCP connection on local `port`."""
+    return set(_sockets_on(port, _ESTABLISHED, pids))
+
+
+def _sockets_on(port: int, state: str, pids: list[str]) -> dict[str, set[str]]:
+    """The TCP sockets (inodes) on local `port` in `state` that each of `pids` holds
+    (Linux /proc), for the pids holding any."""
     inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
             fields = line.split()
-            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == state:
                 inodes.add(fields[9])
-    serving = set()
+    held: dict[str, set[str]] = {}
     for pid in pids:
         with contextlib.suppress(FileNotFoundError, PermissionError):
             for fd in Path(f"/proc/{pid}/fd").iterdir():
                 with contextlib.suppress(FileNotFoundError):
                     target = os.readlink(fd)
                     if target.startswith("socket:[") and target[8:-1] in inodes:
-                        serving.add(pid)
-    return serving
+                        held.setdefault(pid, set()).add(target[8:-1])
+    return held
 
 
 def _children(pid: int) -> list[str]:
