@@ -228,11 +228,12 @@ _TIME_RESULTS = {"OrderExpired", "TradingDayClosed"}
 
 # ---------------------------------------------------------------------------- queries
 
-_SELECT = f"SELECT {', '.join(n for n, _ in ORDER_COLUMNS)} FROM rm_orders"
+_ORDER_NAMES = tuple(n for n, _ in ORDER_COLUMNS)
+_SELECT = f"SELECT {', '.join(_ORDER_NAMES)} FROM rm_orders"
 
 
 def _order_dict(row: tuple[Any, ...], fills: list[dict[str, Any]]) -> dict[str, Any]:
-    data = dict(zip((n for n, _ in ORDER_COLUMNS), row, strict=True))
+    data = dict(zip(_ORDER_NAMES, row, strict=True))
     data["post_only"] = bool(data["post_only"])
     data["fills"] = fills
     return data

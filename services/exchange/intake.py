@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from events import commands as c
 from events import registry as r
-from events.base import Event, type_errors
+from events.base import Event, checker, type_errors
 from events.codec import frame
 from infra.recorders import Appended
 from infra.store import Store
@@ -159,8 +159,44 @@ _REGISTRY = (
 )
 
 
+_order_well_typed = checker(c.PlaceOrder)
+_PLAIN_TIME_IN_FORCE = frozenset(("day", "gtc", "ioc", "fok"))
+
+
+def _plain_limit_order(cmd: c.PlaceOrder, instruments: Container[str] | None) -> bool:
+    """True for a well-formed limit order without an expiry: what nearly every order
+    is. One expression, where the full checks below cost ~3x as much per order; any
+    order it does not clear goes through them and gets the same answer or its errors.
+    """
+    coid = cmd.client_order_id
+    eid = cmd.enterprise_id
+    return (
+        _order_well_typed(cmd)
+        and cmd.order_type == "limit"
+        and cmd.time_in_force in _PLAIN_TIME_IN_FORCE
+        and cmd.side in SIDES
+        and cmd.expire_at == 0
+        and 0 < cmd.price <= MAX_PRICE
+        and 0 < cmd.quantity <= MAX_QUANTITY
+        and 0 < len(coid) <= 64
+        and 0 < len(eid) <= 64
+        and not (cmd.post_only and cmd.time_in_force in ("ioc", "fok"))
+        and not coid.isspace()
+        and not eid.isspace()
+        and (instruments is None or cmd.instrument in instruments)
+    )
+
+
 def validate(command: Event, instruments: Container[str] | None = None) -> list[FieldError]:
     """Everything wrong with `command` that can be known without the engine's state."""
+    if type(command) is c.PlaceOrder and _plain_limit_order(command, instruments):
+        return []
+    return all_errors(command, instruments)
+
+
+def all_errors(command: Event, instruments: Container[str] | None = None) -> list[FieldError]:
+    """:func:`validate` without its fast path for plain limit orders: every check, for
+    every command (what the fast path must agree with)."""
     mistyped = type_errors(command)
     if mistyped:
         return [FieldError(name, problem) for name, problem in mistyped]

@@ -145,18 +145,30 @@ class IntakeBatcher:
 
 
 def used_client_ids(db: SqlDatabase, wanted: list[tuple[str, str]]) -> set[tuple[str, str]]:
-    """Which of the (enterprise, client order id) pairs the read models already hold."""
+    """Which of the (enterprise, client order id) pairs the read models already hold.
+
+    PostgreSQL gets the pairs as two arrays joined to the index: one prepared statement
+    whatever the count. A hundred ``(a AND b) OR …`` terms cost it ~5-17 ms per batch
+    to plan and recheck (the most expensive statement of a batch-order run), against
+    ~1 ms this way; SQLite answers that OR chain from its index in ~0.2 ms.
+    """
     used: set[tuple[str, str]] = set()
     for start in range(0, len(wanted), 400):
         chunk = wanted[start : start + 400]
-        where = " OR ".join(["(enterprise_id = %s AND client_order_id = %s)"] * len(chunk))
-        params = [value for pair in chunk for value in pair]
-        used.update(
-            (eid, coid)
-            for eid, coid in db.query(
-                f"SELECT enterprise_id, client_order_id FROM rm_orders WHERE {where}", params
+        if db.dialect == "postgres":
+            rows = db.query(
+                "SELECT o.enterprise_id, o.client_order_id FROM rm_orders o "
+                "JOIN unnest(%s::text[], %s::text[]) AS w(eid, coid) "
+                "ON o.enterprise_id = w.eid AND o.client_order_id = w.coid",
+                ([eid for eid, _ in chunk], [coid for _, coid in chunk]),
             )
-        )
+        else:
+            where = " OR ".join(["(enterprise_id = %s AND client_order_id = %s)"] * len(chunk))
+            rows = db.query(
+                f"SELECT enterprise_id, client_order_id FROM rm_orders WHERE {where}",
+                [value for pair in chunk for value in pair],
+            )
+        used.update((eid, coid) for eid, coid in rows)
     return used
 
 

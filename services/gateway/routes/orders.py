@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from events import commands as c
-from events.base import Event
+from events.base import Event, constructor
 from infra.sqldb import SqlDatabase
 from projections import orders as read
 from services.exchange.intake import FieldError
@@ -134,8 +134,11 @@ async def _refuse_reused_client_ids(ctx: Gateway, keys: list[tuple[str, str]]) -
         raise Problem(409, "Conflict", str(ReusedClientOrderId(eid, coid)))
 
 
+_place_order = constructor(c.PlaceOrder)
+
+
 def _command(body: m.OrderIn) -> c.PlaceOrder:
-    return c.PlaceOrder(
+    return _place_order(
         client_order_id=body.client_order_id,
         enterprise_id=body.enterprise_id,
         instrument=body.instrument,
