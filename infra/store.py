@@ -39,11 +39,24 @@ from infra.writegate import WriteGate
 
 log = logging.getLogger("carbonx.store")
 
-__all__ = ["DEFAULT_URL", "Log", "Store", "Tracking", "open_store"]
+__all__ = [
+    "DEFAULT_URL",
+    "PROJECTIONS",
+    "PROJECTIONS_CHANNEL",
+    "Log",
+    "Store",
+    "Tracking",
+    "open_store",
+]
 
 DEFAULT_URL = "sqlite:///./data/carbonx.db"
 #: intake: commands; journal: results; snapshots: engine state for fast restart.
 LOG_NAMES = ("intake", "journal", "snapshots")
+#: The wake-up topic of the read models' progress (a projector's commits): what
+#: read-your-writes waits on. Logs' topics are their names.
+PROJECTIONS = "projections"
+#: The PostgreSQL channel a projector NOTIFYs in each commit.
+PROJECTIONS_CHANNEL = "carbonx_projections"
 #: Below this many entries a chain is walked in-process: starting workers costs more.
 PARALLEL_FROM = 200_000
 
@@ -71,7 +84,7 @@ class Log:
         """
         appended = self._recorder.append(pending, tracking, follows)
         if appended is not None:
-            self._notifier.poke()
+            self._notifier.poke(self.name)
         return appended
 
     def read(self, after: int = 0, limit: int = 10_000, upto: int | None = None) -> list[Row]:
@@ -121,12 +134,12 @@ class Log:
     def wait(self, position: int, timeout: float) -> bool:
         """Block until the log reaches `position` (True) or `timeout` seconds pass (False)."""
         deadline = time.monotonic() + timeout
-        seen = self._notifier.generation
+        seen = self._notifier.count(self.name)
         while self.head()[0] < position:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            seen = self._notifier.wait(seen, remaining)
+            seen = self._notifier.wait(seen, remaining, self.name)
         return True
 
     def follow(
@@ -143,13 +156,13 @@ class Log:
         processes on SQLite. Ends when the store is closed.
         """
         while (stop is None or not stop.is_set()) and not self._notifier.closed:
-            seen = self._notifier.generation
+            seen = self._notifier.count(self.name)
             rows = self.read(after, batch)
             if rows:
                 after = rows[-1].position
                 yield rows
                 continue
-            self._notifier.wait(seen, idle)
+            self._notifier.wait(seen, idle, self.name)
 
     def verify(
         self,
@@ -232,17 +245,20 @@ class Store:
     def log(self, name: str) -> Log:
         return self.logs[name]
 
-    def poke(self) -> None:
-        """Wake this process's waiters (something other than a log append changed)."""
-        self._notifier.poke()
+    def poke(self, topic: str | None = None) -> None:
+        """Wake the waiters on `topic` (any change when None), in every process: for
+        changes other than a log append (``PROJECTIONS``: the read models moved on)."""
+        self._notifier.poke(topic)
 
-    def generation(self) -> int:
-        """A counter that moves whenever any log of this store may have grown."""
-        return self._notifier.generation
+    def generation(self, topic: str | None = None) -> int:
+        """A counter that moves whenever `topic` (a log's name, or ``PROJECTIONS``;
+        anything at all when None) may have changed."""
+        return self._notifier.count(topic)
 
-    def wait_for_change(self, seen: int, timeout: float) -> int:
-        """Wait until :meth:`generation` moves past `seen` (or `timeout`); the new value."""
-        return self._notifier.wait(seen, timeout)
+    def wait_for_change(self, seen: int, timeout: float, topic: str | None = None) -> int:
+        """Wait until :meth:`generation` of `topic` moves past `seen` (or `timeout`);
+        the new value."""
+        return self._notifier.wait(seen, timeout, topic)
 
     def ping(self) -> bool:
         """True when the database answers (for /readyz)."""
@@ -360,7 +376,7 @@ def _open_postgres(
         originator_id_type="text",
     )
     recorders: dict[str, LogRecorder] = {}
-    channels = []
+    channels: dict[str, str] = {}
     # CREATE TABLE IF NOT EXISTS races when two processes start on a fresh database
     # (both see no table, one fails on the catalog's unique index): a session advisory
     # lock, held on a connection of its own, lets one create while the other waits.
@@ -373,8 +389,8 @@ def _open_postgres(
             )
             recorder.create_table()
             recorders[name] = recorder
-            channels.append(recorder.channel_name)
-    channels.append("carbonx_projections")  # projections.projector.PROJECTOR_CHANNEL
+            channels[recorder.channel_name] = name
+    channels[PROJECTIONS_CHANNEL] = PROJECTIONS
     notifier = Notifier(poll=1.0)
     listener = PostgresListener(conninfo, channels, notifier)
     sql = PostgresDatabase(conninfo, max_size=_int(query, "sql_pool_size", 8))

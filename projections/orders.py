@@ -267,6 +267,21 @@ def orders_by_ids(db: SqlDatabase, order_ids: list[int]) -> list[dict[str, Any]]
     return found
 
 
+def owners_of(db: SqlDatabase, order_ids: list[int]) -> dict[int, str]:
+    """The enterprise of each of these orders (any that exist): all a check of who may
+    act on them needs, without their fills."""
+    found: dict[int, str] = {}
+    for start in range(0, len(order_ids), 500):
+        chunk = order_ids[start : start + 500]
+        marks = ", ".join(["%s"] * len(chunk))
+        found.update(
+            db.query(
+                f"SELECT order_id, enterprise_id FROM rm_orders WHERE order_id IN ({marks})", chunk
+            )
+        )
+    return found
+
+
 def order(db: SqlDatabase, order_id: int) -> dict[str, Any] | None:
     rows = db.query(f"{_SELECT} WHERE order_id = %s", (order_id,))
     if not rows:

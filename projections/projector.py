@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from events.codec import decode
 from infra.recorders import Row
 from infra.sqldb import Cursor, SqlDatabase
-from infra.store import Store
+from infra.store import PROJECTIONS, PROJECTIONS_CHANNEL, Store
 from projections.base import Entry, Projection, Table
 from projections.parallel import can_share, importable, rebuild_in_workers, split
 
@@ -48,7 +48,7 @@ TRACKING = Table(
 #: took 6% less CPU; the journal page it reads is ~30 MB at 50k.
 REBUILD_BATCH = 50_000
 #: NOTIFY channel on PostgreSQL: a projector in another process committed a batch.
-PROJECTOR_CHANNEL = "carbonx_projections"
+PROJECTOR_CHANNEL = PROJECTIONS_CHANNEL
 
 
 def ensure_tables(db: SqlDatabase, tables: Iterable[Table], indexes: bool = True) -> None:
@@ -142,7 +142,7 @@ class Projector:
             raise
         for projection in touched:
             self.positions[projection.name] = last
-        self.store.poke()
+        self.store.poke(PROJECTIONS)
         return len(rows)
 
     def _apply(self, rows: list[Row], projections: list[Projection]) -> None:
@@ -263,7 +263,7 @@ class Projector:
     def run(self, stop: threading.Event, idle: float = 1.0) -> None:
         """Follow the journal until `stop` is set; survives store outages."""
         while not stop.is_set():
-            seen = self.store.generation()
+            seen = self.store.generation("journal")
             try:
                 if self.step():
                     continue
@@ -271,7 +271,7 @@ class Projector:
                 log.exception("projection batch failed; retrying")
                 stop.wait(0.5)
                 continue
-            self.store.wait_for_change(seen, idle)
+            self.store.wait_for_change(seen, idle, "journal")
 
 
 def _whole_commands(rows: list[Row], full: bool) -> list[Row]:
@@ -296,11 +296,11 @@ def wait_for_projections(store: Store, position: int, timeout: float) -> bool:
     """Block until every projection reached journal `position` (read-your-writes)."""
     deadline = time.monotonic() + timeout
     while True:
-        seen = store.generation()
+        seen = store.generation(PROJECTIONS)
         positions = tracking_positions(store.sql)
         if positions and min(positions.values()) >= position:
             return True
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return False
-        store.wait_for_change(seen, min(remaining, 0.05))
+        store.wait_for_change(seen, min(remaining, 0.05), PROJECTIONS)

@@ -119,9 +119,9 @@ class Relay:
         """Follow the journal until `stop` is set; broker outages are waited out."""
 
         def publish_once() -> None:
-            seen = self.store.generation()
+            seen = self.store.generation("journal")
             if self.step() == 0:
-                self.store.wait_for_change(seen, idle)
+                self.store.wait_for_change(seen, idle, "journal")
 
         def after_failure() -> None:
             # Start again from what was acknowledged and recorded, with a new producer:

@@ -12,7 +12,7 @@ from pathlib import Path
 from events import frame
 from events.accounts import CashDeposited
 from infra.notify import DatagramBroadcast, Notifier, sweep_stale
-from infra.store import Store, open_store
+from infra.store import PROJECTIONS, PROJECTIONS_CHANNEL, Store, open_store
 
 
 def _deposit(store: Store, amount: int) -> None:
@@ -79,3 +79,33 @@ def test_stale_sockets_of_dead_processes_are_swept_from_every_database(tmp_path:
     assert not stale.exists()
     assert os.listdir(shared) == [f"{os.getpid()}-0"]  # a live process keeps its socket
     assert (tmp_path / "unrelated").exists()
+
+
+def test_readers_wake_for_their_own_topic_only(store_url: str) -> None:
+    """Across two stores on one database (two processes): an append to the journal
+    wakes a journal reader and leaves an intake reader asleep, and the read models'
+    progress wakes whoever waits for read-your-writes. Polling is made far longer than
+    the waits, so only a wake-up can end one early."""
+    with open_store(store_url) as reader, open_store(store_url) as writer:
+        reader._notifier.poll = 60.0
+        journal, intake = reader.generation("journal"), reader.generation("intake")
+        projections = reader.generation(PROJECTIONS)
+        _deposit(writer, 1)
+        assert reader.wait_for_change(journal, 20, "journal") != journal
+        assert reader.wait_for_change(intake, 0.5, "intake") == intake
+        assert reader.generation(PROJECTIONS) == projections
+        if store_url.startswith("postgresql"):
+            # A projector in another process announces its commits with a NOTIFY.
+            writer.sql.query(f"SELECT pg_notify('{PROJECTIONS_CHANNEL}', '')")
+        else:
+            writer.poke(PROJECTIONS)
+        assert reader.wait_for_change(projections, 20, PROJECTIONS) != projections
+        assert reader.wait_for_change(intake, 0.5, "intake") == intake
+
+
+def test_a_change_without_a_topic_wakes_every_reader() -> None:
+    notifier = Notifier(poll=60.0)
+    seen = {topic: notifier.count(topic) for topic in ("intake", "journal", PROJECTIONS)}
+    notifier.poke()
+    for topic, count in seen.items():
+        assert notifier.wait(count, 5, topic) == count + 1

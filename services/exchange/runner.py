@@ -299,7 +299,7 @@ class EngineRunner:
                 log.info("engine recovered at intake position %s", self.position)
                 if tune_gc:
                     heap.settle()
-            seen = self.store.generation()
+            seen = self.store.generation("intake")
             # A snapshot is the state after journaled commands only: when one is due,
             # nothing more is computed until the batch in flight has landed.
             due = self._snapshot_due()
@@ -314,7 +314,7 @@ class EngineRunner:
                 self.take_snapshot()
                 return
             if batch is None:
-                self.store.wait_for_change(seen, idle)
+                self.store.wait_for_change(seen, idle, "intake")
                 return
             flight.append((batch, writer.submit(self._journal, batch)))
 

@@ -26,7 +26,7 @@ from events.base import Event
 from events.codec import frame
 from events.commands import PlaceOrder
 from infra.sqldb import SqlDatabase
-from infra.store import Store
+from infra.store import PROJECTIONS, Store
 from projections.orders import orders_by_ids
 
 __all__ = ["IntakeBatcher", "OutcomeWatcher", "ReusedClientOrderId", "used_client_ids"]
@@ -244,14 +244,14 @@ class OutcomeWatcher:
                         self._pending.pop(cause, None)
 
     def _run(self) -> None:
-        seen = self.store.generation()
+        seen = self.store.generation(PROJECTIONS)
         while not self._stop.is_set():
             with self._lock:
                 causes = sorted(self._pending)
             if not causes:
                 self._wake.wait(self.poll)
                 self._wake.clear()
-                seen = self.store.generation()
+                seen = self.store.generation(PROJECTIONS)
                 continue
             try:
                 found = self._lookup(causes)
@@ -261,7 +261,9 @@ class OutcomeWatcher:
                 continue
             if found:
                 self._hand_out(found)
-            seen = self.store.wait_for_change(seen, self.poll)
+            # Outcomes appear only when the read models move on: appends to the logs
+            # (this and other workers' intake, the engine's journal) do not wake it.
+            seen = self.store.wait_for_change(seen, self.poll, PROJECTIONS)
 
     def _hand_out(self, found: dict[int, dict[str, Any]]) -> None:
         """Give each waiter its rows; wake the loop of every waiter now complete."""

@@ -325,18 +325,15 @@ async def cancel_orders(
                 422, "Invalid request", f"order {order_id} is named twice", errors=[error]
             )
         first_seen[order_id] = index
-    orders = await run_in_threadpool(read.orders_by_ids, ctx.store.sql, ids)
-    found = {order["order_id"]: order for order in orders}
+    owners = await run_in_threadpool(read.owners_of, ctx.store.sql, ids)
     for index, order_id in enumerate(ids):
-        order = found.get(order_id)
-        if order is None:
+        owner = owners.get(order_id)
+        if owner is None:
             raise Problem(404, "Not Found", f"no order {order_id} (order_ids.{index})")
-        caller.require_enterprise(order["enterprise_id"], write=True)
+        caller.require_enterprise(owner, write=True)
 
     async def work() -> Response:
-        commands: list[Event] = [
-            c.CancelOrder(order_id=i, enterprise_id=found[i]["enterprise_id"]) for i in ids
-        ]
+        commands: list[Event] = [c.CancelOrder(order_id=i, enterprise_id=owners[i]) for i in ids]
         first = await ctx.send_group(commands, field="order_ids")
         if first is None or not wait:  # Kafka: positions are assigned by the engine's bridge
             pending = [
