@@ -52,7 +52,16 @@ def _cannot_compile() -> str | None:
     return None
 
 
+#: The setup commands that build code; the others (egg_info, dist_info: pip asks for
+#: metadata twice before it builds) need no compiler run, which costs ~10 s each.
+BUILDS = frozenset(
+    ("build", "build_ext", "bdist_wheel", "editable_wheel", "develop", "install", "bdist_egg")
+)
+
+
 def _ext_modules() -> list[Extension]:
+    if BUILDS.isdisjoint(sys.argv[1:]):
+        return []
     native = _native()
     # Binaries of an earlier build never outlive this one (the new build writes its own).
     for path in native.artefacts(EXCHANGE):
