@@ -78,8 +78,17 @@ def _ext_modules() -> list[Extension]:
     _say(f"compiling {', '.join(native.COMPILED)} with mypyc")
     os.chdir(ROOT)  # mypyc names modules by their paths from here
     return mypycify(
-        # Third-party packages are not in an isolated build environment: Any for mypyc.
-        ["--ignore-missing-imports", *(f"services/exchange/{name}.py" for name in modules)],
+        [
+            # carbonx's dependencies are not installed yet when pip builds it (a fresh
+            # clone's `make test`): their names are Any here, and the strict checks that
+            # Any trips are off. Only the compiled modules are checked; `make lint` runs
+            # the strict mypy over everything.
+            "--ignore-missing-imports",
+            "--follow-imports=silent",
+            "--no-warn-return-any",
+            "--allow-subclassing-any",
+            *(f"services/exchange/{name}.py" for name in modules),
+        ],
         opt_level="3",
         group_name=f"services.exchange.{native.GROUP}",
     )
