@@ -76,4 +76,5 @@ bench: $(VENV)/.installed-test postgres-server
 	$(BIN)/python scripts/bench_http.py --n 3000 --clients 32
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache build
+	rm -f services/exchange/*.so services/exchange/_native_stamp.py
