@@ -11,12 +11,16 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Stamps: reinstall only when pyproject.toml changes.
-$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+# The sources setup.py compiles with mypyc (services/exchange/native.py lists them): an
+# edit reinstalls, which rebuilds the binaries (at run time a stale binary is refused).
+NATIVE_SOURCES := setup.py $(addprefix services/exchange/,native.py serials.py prices.py book.py engine.py)
+
+# Stamps: reinstall only when pyproject.toml or a compiled source changes.
+$(VENV)/.installed-run: pyproject.toml $(NATIVE_SOURCES) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-test: pyproject.toml $(NATIVE_SOURCES) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.installed-run
 
@@ -72,4 +76,5 @@ bench: $(VENV)/.installed-test postgres-server
 	$(BIN)/python scripts/bench_http.py --n 3000 --clients 32
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache build
+	rm -f services/exchange/*.so services/exchange/_native_stamp.py

@@ -43,6 +43,7 @@ from infra.servers import PostgresServer, replace_dbname
 from infra.store import open_store
 from scripts.processes import carbonx
 from scripts.workload import workload
+from services.exchange import native
 from services.exchange.calendar import ALWAYS
 from services.exchange.config import EngineConfig
 from services.exchange.engine import Engine
@@ -52,8 +53,8 @@ from services.exchange.runner import ENGINE_READER, EngineRunner
 CONFIG = EngineConfig(calendar=ALWAYS)
 
 
-def in_memory(commands: list[tuple[Event, int]]) -> float:
-    engine = Engine(CONFIG)
+def in_memory(commands: list[tuple[Event, int]], engine_class: type[Engine] = Engine) -> float:
+    engine = engine_class(CONFIG)
     apply = engine.apply
     started = time.perf_counter()
     for position, (command, at) in enumerate(commands, start=1):
@@ -267,9 +268,15 @@ def main() -> None:
     commands = workload(args.n)
     out: dict[str, Any] = {"n": len(commands)}
 
+    out["engine"] = native.implementation()
+    print(f"engine: {out['engine']}")
     rate = in_memory(commands)
     out["inmemory_commands_per_s"] = round(rate)
     print(f"in-memory engine:             {rate:,.0f} commands/s")
+    if native.is_compiled():  # the same workload on the pure-Python sources, for scale
+        pure = in_memory(commands, native.load_sources()["engine"].Engine)
+        out["inmemory_pure_commands_per_s"] = round(pure)
+        print(f"in-memory engine, pure Python: {pure:,.0f} commands/s")
 
     with tempfile.TemporaryDirectory() as tmp:
         rate = end_to_end(f"sqlite:///{tmp}/e2e.db", commands)

@@ -9,11 +9,12 @@ orders are also kept in a sorted list, so the best price is an index away.
 from __future__ import annotations
 
 from bisect import bisect_left, insort
+from typing import Final
 
 __all__ = ["BUY", "SELL", "Book", "Order"]
 
-BUY = "buy"
-SELL = "sell"
+BUY: Final = "buy"
+SELL: Final = "sell"
 
 
 class Order:

@@ -40,6 +40,7 @@ from infra import heap
 from infra.recorders import Appended, Row, TrackingConflict
 from infra.store import Store, Tracking
 from infra.supervise import supervise
+from services.exchange import native
 from services.exchange.config import EngineConfig
 from services.exchange.engine import Engine, hash_state
 
@@ -296,7 +297,11 @@ class EngineRunner:
         def follow_once() -> None:
             if self._dirty and not flight:
                 self.recover()
-                log.info("engine recovered at intake position %s", self.position)
+                log.info(
+                    "engine recovered at intake position %s (engine: %s)",
+                    self.position,
+                    native.implementation(),
+                )
                 if tune_gc:
                     heap.settle()
             seen = self.store.generation("intake")

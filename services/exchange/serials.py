@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Sequence
+from typing import Final
 
 __all__ = ["Ranges", "add", "count", "take"]
 
@@ -49,10 +50,33 @@ def take(ranges: Ranges, quantity: int) -> list[tuple[int, int]]:
     return taken
 
 
+#: True in the mypyc-compiled build of this module (its file is then the extension).
+COMPILED: Final = not __file__.endswith(".py")
+
+
+def _position(ranges: Ranges, first: int) -> int:
+    """Where a range starting at `first` goes in `ranges`: after the ranges below it.
+
+    The same index as ``bisect_left(ranges, [first, last])`` (ranges never share a first
+    serial). Compiled, this loop compares machine integers, several times faster than
+    bisect's generic list comparisons; interpreted, it is slower than bisect, so the
+    pure-Python module keeps bisect (tests check that both give the same results).
+    """
+    low = 0
+    high = len(ranges)
+    while low < high:
+        middle = (low + high) >> 1
+        if ranges[middle][0] < first:
+            low = middle + 1
+        else:
+            high = middle
+    return low
+
+
 def add(ranges: Ranges, new: Sequence[Sequence[int]]) -> None:
     """Put the ranges `new` into `ranges` (in place), merging neighbours."""
     for first, last in new:
-        index = bisect_left(ranges, [first, last])
+        index = _position(ranges, first) if COMPILED else bisect_left(ranges, [first, last])
         # Merge with the left neighbour if adjacent.
         if index and ranges[index - 1][1] + 1 == first:
             index -= 1

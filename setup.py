@@ -1,0 +1,117 @@
+"""Build hook: compile the matching engine with mypyc when this machine can.
+
+Everything else about the package is in pyproject.toml. The compiled engine is an
+accelerator, never a requirement: with ``CARBONX_PURE=1``, without a C compiler or
+Python's headers, or when the C build fails, carbonx installs as pure Python and runs
+the same (services/exchange/native.py explains how the binaries are kept honest).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import sys
+import sysconfig
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+ROOT = Path(__file__).resolve().parent
+EXCHANGE = ROOT / "services" / "exchange"
+
+
+def _native() -> ModuleType:
+    """services/exchange/native.py, loaded by path (the package itself is not importable
+    from an isolated build environment, nor needed)."""
+    spec = importlib.util.spec_from_file_location("_carbonx_native", EXCHANGE / "native.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _say(message: str) -> None:
+    print(f"carbonx setup: {message}", file=sys.stderr)
+
+
+def _cannot_compile() -> str | None:
+    """Why no C extension can be built here, or None."""
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(compiler) is None:
+        return f"no C compiler ({compiler})"
+    if not (Path(sysconfig.get_paths()["include"]) / "Python.h").exists():
+        return "no Python headers (Python.h)"
+    try:
+        import mypyc.build  # noqa: F401
+    except ImportError:
+        return "mypyc is not installed"
+    return None
+
+
+#: The setup commands that build code; the others (egg_info, dist_info: pip asks for
+#: metadata twice before it builds) need no compiler run, which costs ~10 s each.
+BUILDS = frozenset(
+    ("build", "build_ext", "bdist_wheel", "editable_wheel", "develop", "install", "bdist_egg")
+)
+
+
+def _ext_modules() -> list[Extension]:
+    if BUILDS.isdisjoint(sys.argv[1:]):
+        return []
+    native = _native()
+    # Binaries of an earlier build never outlive this one (the new build writes its own).
+    for path in native.artefacts(EXCHANGE):
+        path.unlink()
+    reason = f"{native.PURE_ENV} is set" if native.pure_requested(os.environ) else _cannot_compile()
+    if reason is not None:
+        _say(f"installing the pure-Python engine: {reason}")
+        return []
+    from mypyc.build import mypycify
+
+    stamp = EXCHANGE / f"{native.STAMP}.py"
+    stamp.write_text(native.stamp_source(EXCHANGE))
+    modules = [*native.COMPILED, native.STAMP]
+    _say(f"compiling {', '.join(native.COMPILED)} with mypyc")
+    os.chdir(ROOT)  # mypyc names modules by their paths from here
+    return mypycify(
+        [
+            # carbonx's dependencies are not installed yet when pip builds it (a fresh
+            # clone's `make test`): their names are Any here, and the strict checks that
+            # Any trips are off. Only the compiled modules are checked; `make lint` runs
+            # the strict mypy over everything.
+            "--ignore-missing-imports",
+            "--follow-imports=silent",
+            "--no-warn-return-any",
+            "--allow-subclassing-any",
+            *(f"services/exchange/{name}.py" for name in modules),
+        ],
+        opt_level="3",
+        group_name=f"services.exchange.{native.GROUP}",
+    )
+
+
+class OptionalBuildExt(build_ext):
+    """build_ext that falls back to pure Python when the C build fails."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as error:  # any compiler or linker failure
+            _say(f"compiling the engine failed ({error}): installing pure Python")
+            for path in _native().artefacts(EXCHANGE):
+                path.unlink()
+            self.extensions = []
+
+
+def main() -> None:
+    options: dict[str, Any] = {"ext_modules": _ext_modules(), "cmdclass": {}}
+    if options["ext_modules"]:
+        options["cmdclass"]["build_ext"] = OptionalBuildExt
+    setup(**options)
+
+
+main()
