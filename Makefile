@@ -30,7 +30,7 @@ run: $(VENV)/.installed-run
 
 ## test: install with test extras, make sure PostgreSQL's server binaries exist, run the suite
 test: $(VENV)/.installed-test postgres-server compose-checker browser
-	$(BIN)/python -m pytest
+	CARBONX_EXPECT_NATIVE=1 $(BIN)/python -m pytest
 
 # The tests start their own throwaway PostgreSQL server; they need its binaries
 # (initdb, postgres). Install Debian's package only when they are missing.

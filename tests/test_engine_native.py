@@ -222,3 +222,12 @@ def test_a_binary_older_than_its_source_is_not_run(tmp_path: Path) -> None:
     assert path == str(tmp_path / "services" / "exchange" / "engine.py")
     assert "StaleNativeWarning" in done.stderr
     assert "engine.py changed since it was compiled" in done.stderr
+
+
+def test_the_suite_runs_the_compiled_engine_where_the_build_promised_one() -> None:
+    """`make test` builds the engine with mypyc and sets CARBONX_EXPECT_NATIVE: a build
+    that fell back to pure Python there (no compiler, a failed C build) must fail the
+    suite, not skip every comparison above in silence."""
+    if os.environ.get("CARBONX_EXPECT_NATIVE") != "1":
+        pytest.skip("no compiled engine was promised (run through `make test` to check)")
+    assert native.is_compiled(), native.implementation()
