@@ -312,7 +312,8 @@ class _PostgresCursor:
     def __init__(self, cursor: Any, types: dict[str, dict[str, str]] | None = None) -> None:
         self._cursor = cursor
         #: table -> column -> SQL type, for the casts of :meth:`_unnest` (shared by the
-        #: database's cursors: a table's types are looked up once).
+        #: database's cursors: a table's types are looked up once; a rebuild recreates
+        #: its tables with the same declared types).
         self._types: dict[str, dict[str, str]] = types if types is not None else {}
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
@@ -373,8 +374,10 @@ class _PostgresCursor:
             "AND NOT a.attisdropped",
             (missing,),
         )
+        found: dict[str, dict[str, str]] = {}
         for table, column, kind in self._cursor.fetchall():
-            self._types.setdefault(table, {})[column] = kind
+            found.setdefault(table, {})[column] = kind
+        self._types.update(found)  # whole tables at once: other threads share the dict
 
     def _unnest(self, table: str, columns: Sequence[str]) -> str:
         """``unnest(%s::type[], …)``: a column of rows per parameter."""
