@@ -129,12 +129,14 @@ class Projector:
             writes = self.db.plan()
             for projection in touched:
                 projection.flush(writes)
+            # The positions and the wake-up go in the plan too: on PostgreSQL the plan is
+            # sent as one pipeline, and each statement outside it is a round trip.
+            self._record(writes, [projection.name for projection in touched], last)
+            if self.db.dialect == "postgres":
+                writes.execute(f"NOTIFY {PROJECTOR_CHANNEL}")
             with self.db.transaction() as cursor:
                 self._check_positions(cursor, touched)
                 writes.replay(cursor)
-                self._record(cursor, [projection.name for projection in touched], last)
-                if self.db.dialect == "postgres":
-                    cursor.execute(f"NOTIFY {PROJECTOR_CHANNEL}")
         except BaseException:
             # The in-memory state ran ahead of what committed: start again from the
             # tables, so that the next attempt re-applies exactly the lost batch.
