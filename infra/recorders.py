@@ -40,6 +40,7 @@ from psycopg.sql import SQL, Identifier, Literal
 
 from events.chain import GENESIS, unseal
 from events.codec import Pending
+from infra.checkpoint import NO_AUTOCHECKPOINT
 from infra.writegate import WriteGate
 
 __all__ = [
@@ -451,9 +452,13 @@ class SQLiteLogRecorder(SQLiteProcessRecorder):
         log_name: str,
         events_table_name: str,
         gate: WriteGate | None = None,
+        autocheckpoint: bool = True,
     ) -> None:
+        """Without `autocheckpoint`, appends leave WAL checkpoints to the store's
+        :class:`infra.checkpoint.Checkpointer`."""
         super().__init__(datastore, events_table_name=events_table_name)
         self.log_name = log_name
+        self._autocheckpoint = autocheckpoint
         self._gate = gate if gate is not None else WriteGate(None, datastore.pool.lock_timeout or 5)
         insert = (
             f"INSERT INTO {events_table_name} "
@@ -484,6 +489,8 @@ class SQLiteLogRecorder(SQLiteProcessRecorder):
         # one connection between them).
         with self._gate.held(), self.datastore.get_connection(commit=True) as conn:
             raw = conn._sqlite_conn
+            if not self._autocheckpoint:  # pooled connections: cheaper to repeat than track
+                raw.execute(NO_AUTOCHECKPOINT)
             raw.execute("BEGIN IMMEDIATE")
             try:
                 position, digest = _head_from(raw.execute(self._head).fetchone())

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from psycopg_pool import ConnectionPool
 
+from infra.checkpoint import NO_AUTOCHECKPOINT
 from infra.writegate import WriteGate
 
 __all__ = ["Cursor", "PostgresDatabase", "SQLiteDatabase", "SqlDatabase", "WritePlan"]
@@ -233,7 +234,17 @@ class SQLiteDatabase:
 
     dialect = "sqlite"
 
-    def __init__(self, name: str, uri: bool, timeout: float, gate: WriteGate | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        uri: bool,
+        timeout: float,
+        gate: WriteGate | None = None,
+        autocheckpoint: bool = True,
+    ) -> None:
+        """Without `autocheckpoint`, commits leave WAL checkpoints to the store's
+        :class:`infra.checkpoint.Checkpointer`."""
+        self._autocheckpoint = autocheckpoint
         self._name = name
         self._uri = uri
         self._timeout = timeout
@@ -256,6 +267,8 @@ class SQLiteDatabase:
             if not self._uri:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")
+                if not self._autocheckpoint:
+                    conn.execute(NO_AUTOCHECKPOINT)
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)

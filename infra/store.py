@@ -32,6 +32,7 @@ from events.chain import GENESIS, ChainReport, unseal
 from events.codec import Decoded, Pending, decode
 from infra.chain_worker import check_range
 from infra.chainscan import WORKER_PAGE, default_workers, merge, plan, verify_in_workers
+from infra.checkpoint import Checkpointer
 from infra.notify import DatagramBroadcast, Notifier, PostgresListener
 from infra.recorders import Appended, LogRecorder, PostgresLogRecorder, Row, SQLiteLogRecorder
 from infra.sqldb import PostgresDatabase, SqlDatabase, SQLiteDatabase
@@ -319,20 +320,29 @@ def _open_sqlite(url: str, path: str, query: dict[str, list[str]], names: tuple[
     )
     recorders: dict[str, LogRecorder] = {}
     timeout = float(_int(query, "lock_timeout", 30))
-    gate = WriteGate(None if db_name.startswith("file:") else f"{db_name}.write-lock", timeout)
+    in_memory = db_name.startswith("file:")
+    gate = WriteGate(None if in_memory else f"{db_name}.write-lock", timeout)
     # Two processes opening a fresh file at once would race in the library's table
     # creation (both insert its tracking-table migration marker): take turns.
     with _file_lock(None if db_name.startswith("file:") else f"{db_name}.schema-lock"):
         for name in names:
             recorder = SQLiteLogRecorder(
-                datastore, log_name=name, events_table_name=f"{name}_events", gate=gate
+                datastore,
+                log_name=name,
+                events_table_name=f"{name}_events",
+                gate=gate,
+                autocheckpoint=in_memory,
             )
             recorder.create_table()
             recorders[name] = recorder
-    sql = SQLiteDatabase(db_name, uri=db_name.startswith("file:"), timeout=timeout, gate=gate)
+    sql = SQLiteDatabase(
+        db_name, uri=in_memory, timeout=timeout, gate=gate, autocheckpoint=in_memory
+    )
     notifier = Notifier(poll=0.02)
     closers: list[Any] = [datastore.close, sql.close, gate.close]
-    if not db_name.startswith("file:"):  # a file other processes may open too
+    if not in_memory:  # a file: its WAL is checkpointed off the writers' path
+        closers.insert(0, Checkpointer(db_name, timeout=timeout).close)
+    if not in_memory:  # a file other processes may open too
         try:
             closers.insert(0, DatagramBroadcast(db_name, notifier).close)
         except OSError:
