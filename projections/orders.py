@@ -8,6 +8,7 @@ engine refused it, the reason. The gateway reads it to answer writes.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from events import accounts as a
@@ -239,16 +240,23 @@ def _order_dict(row: tuple[Any, ...], fills: list[dict[str, Any]]) -> dict[str, 
     return data
 
 
+def _where_in(
+    db: SqlDatabase, select: str, column: str, values: list[int], tail: str = ""
+) -> Iterator[tuple[Any, ...]]:
+    """The rows of `select` whose `column` is one of `values`, 500 placeholders a query
+    (`tail` ends each query: its ORDER BY holds within each 500)."""
+    for start in range(0, len(values), 500):
+        chunk = values[start : start + 500]
+        marks = ", ".join(["%s"] * len(chunk))
+        yield from db.query(f"{select} WHERE {column} IN ({marks}){tail}", chunk)
+
+
 def _fills_of(db: SqlDatabase, order_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
     found: dict[int, list[dict[str, Any]]] = {i: [] for i in order_ids}
-    for start in range(0, len(order_ids), 500):
-        chunk = order_ids[start : start + 500]
-        marks = ", ".join(["%s"] * len(chunk))
-        for order_id, trade_id, position, price, quantity, fee, side in db.query(
-            f"SELECT * FROM rm_fills WHERE order_id IN ({marks}) ORDER BY order_id, trade_id",
-            chunk,
-        ):
-            found[order_id].append(
+    for order_id, trade_id, position, price, quantity, fee, side in _where_in(
+        db, "SELECT * FROM rm_fills", "order_id", order_ids, " ORDER BY order_id, trade_id"
+    ):
+        found[order_id].append(
                 {"trade_id": trade_id, "position": position, "price": price,
                  "quantity": quantity, "fee": fee, "counterparty_side": side}
             )  # fmt: skip
@@ -259,27 +267,16 @@ def orders_by_ids(db: SqlDatabase, order_ids: list[int]) -> list[dict[str, Any]]
     """The orders with these ids (any that exist), with their fills."""
     found: list[dict[str, Any]] = []
     fills = _fills_of(db, order_ids)
-    for start in range(0, len(order_ids), 500):
-        chunk = order_ids[start : start + 500]
-        marks = ", ".join(["%s"] * len(chunk))
-        for row in db.query(f"{_SELECT} WHERE order_id IN ({marks})", chunk):
-            found.append(_order_dict(row, fills[row[0]]))
+    for row in _where_in(db, _SELECT, "order_id", order_ids):
+        found.append(_order_dict(row, fills[row[0]]))
     return found
 
 
 def owners_of(db: SqlDatabase, order_ids: list[int]) -> dict[int, str]:
     """The enterprise of each of these orders (any that exist): all a check of who may
     act on them needs, without their fills."""
-    found: dict[int, str] = {}
-    for start in range(0, len(order_ids), 500):
-        chunk = order_ids[start : start + 500]
-        marks = ", ".join(["%s"] * len(chunk))
-        found.update(
-            db.query(
-                f"SELECT order_id, enterprise_id FROM rm_orders WHERE order_id IN ({marks})", chunk
-            )
-        )
-    return found
+    select = "SELECT order_id, enterprise_id FROM rm_orders"
+    return dict(_where_in(db, select, "order_id", order_ids))
 
 
 def order(db: SqlDatabase, order_id: int) -> dict[str, Any] | None:
@@ -323,13 +320,10 @@ def outcome(db: SqlDatabase, cause: int) -> dict[str, Any] | None:
 def outcomes_of(db: SqlDatabase, causes: list[int]) -> dict[int, dict[str, Any]]:
     """The recorded outcomes of the commands at these intake positions (any there are)."""
     found: dict[int, dict[str, Any]] = {}
-    for start in range(0, len(causes), 500):
-        chunk = causes[start : start + 500]
-        marks = ", ".join(["%s"] * len(chunk))
-        for cause, first, last, kind, reason, detail in db.query(
-            f"SELECT * FROM rm_outcomes WHERE cause IN ({marks})", chunk
-        ):
-            found[cause] = {
+    for cause, first, last, kind, reason, detail in _where_in(
+        db, "SELECT * FROM rm_outcomes", "cause", causes
+    ):
+        found[cause] = {
                 "cause": cause, "first_position": first, "last_position": last,
                 "result_type": kind, "reject_reason": reason, "detail": detail,
             }  # fmt: skip

@@ -25,7 +25,6 @@ from projections.base import Entry, Projection, Table
 from projections.parallel import can_share, importable, rebuild_in_workers, split
 
 __all__ = [
-    "PROJECTOR_CHANNEL",
     "REBUILD_BATCH",
     "TRACKING",
     "ProjectionMoved",
@@ -47,8 +46,6 @@ TRACKING = Table(
 #: Entries per transaction of a rebuild, at least (see :class:`Projector`). 20k -> 60k
 #: took 6% less CPU; the journal page it reads is ~30 MB at 50k.
 REBUILD_BATCH = 50_000
-#: NOTIFY channel on PostgreSQL: a projector in another process committed a batch.
-PROJECTOR_CHANNEL = PROJECTIONS_CHANNEL
 
 
 def ensure_tables(db: SqlDatabase, tables: Iterable[Table], indexes: bool = True) -> None:
@@ -133,7 +130,7 @@ class Projector:
             # sent as one pipeline, and each statement outside it is a round trip.
             self._record(writes, [projection.name for projection in touched], last)
             if self.db.dialect == "postgres":
-                writes.execute(f"NOTIFY {PROJECTOR_CHANNEL}")
+                writes.execute(f"NOTIFY {PROJECTIONS_CHANNEL}")
             with self.db.transaction() as cursor:
                 self._check_positions(cursor, touched)
                 writes.replay(cursor)
