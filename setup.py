@@ -1,13 +1,16 @@
-"""Build hook: compile the matching engine with mypyc when this machine can.
+"""Build hook: compile the matching engine with mypyc, and the hash chain's link check
+in C, when this machine can.
 
-Everything else about the package is in pyproject.toml. The compiled engine is an
-accelerator, never a requirement: with ``CARBONX_PURE=1``, without a C compiler or
-Python's headers, or when the C build fails, carbonx installs as pure Python and runs
-the same (services/exchange/native.py explains how the binaries are kept honest).
+Everything else about the package is in pyproject.toml. Both are accelerators, never
+requirements: with ``CARBONX_PURE=1``, without a C compiler or Python's headers, or
+when a C build fails (the link check also needs OpenSSL's headers), carbonx installs
+that part as pure Python and runs the same (services/exchange/native.py explains how
+the engine's binaries are kept honest; events/chain.py loads the link check).
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import shutil
@@ -22,6 +25,9 @@ from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
 EXCHANGE = ROOT / "services" / "exchange"
+EVENTS = ROOT / "events"
+#: The C link check (events/_chainlinks.c), built as ``events._chainlinks``.
+CHAINLINKS = "events._chainlinks"
 
 
 def _native() -> ModuleType:
@@ -59,43 +65,73 @@ BUILDS = frozenset(
 )
 
 
+def _chainlinks_artefacts() -> list[Path]:
+    return sorted(EVENTS.glob("_chainlinks.*.so")) + sorted(EVENTS.glob("_chainlinks.*.pyd"))
+
+
 def _ext_modules() -> list[Extension]:
     if BUILDS.isdisjoint(sys.argv[1:]):
         return []
     native = _native()
     # Binaries of an earlier build never outlive this one (the new build writes its own).
-    for path in native.artefacts(EXCHANGE):
+    for path in [*native.artefacts(EXCHANGE), *_chainlinks_artefacts()]:
         path.unlink()
     reason = f"{native.PURE_ENV} is set" if native.pure_requested(os.environ) else _cannot_compile()
     if reason is not None:
-        _say(f"installing the pure-Python engine: {reason}")
+        _say(f"installing the pure-Python engine and chain check: {reason}")
         return []
     from mypyc.build import mypycify
+
+    source = EVENTS / "_chainlinks.c"
+    chainlinks = Extension(
+        CHAINLINKS,
+        sources=["events/_chainlinks.c"],
+        libraries=["crypto"],
+        extra_compile_args=["-O2"],
+        # The binary carries its source's digest: events/chain.py runs it only while
+        # the source on disk is the one it was built from.
+        define_macros=[("SOURCE_SHA256", f'"{hashlib.sha256(source.read_bytes()).hexdigest()}"')],
+    )
 
     stamp = EXCHANGE / f"{native.STAMP}.py"
     stamp.write_text(native.stamp_source(EXCHANGE))
     modules = [*native.COMPILED, native.STAMP]
     _say(f"compiling {', '.join(native.COMPILED)} with mypyc")
     os.chdir(ROOT)  # mypyc names modules by their paths from here
-    return mypycify(
-        [
-            # carbonx's dependencies are not installed yet when pip builds it (a fresh
-            # clone's `make test`): their names are Any here, and the strict checks that
-            # Any trips are off. Only the compiled modules are checked; `make lint` runs
-            # the strict mypy over everything.
-            "--ignore-missing-imports",
-            "--follow-imports=silent",
-            "--no-warn-return-any",
-            "--allow-subclassing-any",
-            *(f"services/exchange/{name}.py" for name in modules),
-        ],
-        opt_level="3",
-        group_name=f"services.exchange.{native.GROUP}",
-    )
+    return [
+        chainlinks,
+        *mypycify(
+            [
+                # carbonx's dependencies are not installed yet when pip builds it (a fresh
+                # clone's `make test`): their names are Any here, and the strict checks that
+                # Any trips are off. Only the compiled modules are checked; `make lint` runs
+                # the strict mypy over everything.
+                "--ignore-missing-imports",
+                "--follow-imports=silent",
+                "--no-warn-return-any",
+                "--allow-subclassing-any",
+                *(f"services/exchange/{name}.py" for name in modules),
+            ],
+            opt_level="3",
+            group_name=f"services.exchange.{native.GROUP}",
+        ),
+    ]
 
 
 class OptionalBuildExt(build_ext):
-    """build_ext that falls back to pure Python when the C build fails."""
+    """build_ext that falls back to pure Python when a C build fails: the link check
+    alone (say OpenSSL's headers are missing), or the engine alone."""
+
+    def build_extension(self, ext: Extension) -> None:
+        try:
+            super().build_extension(ext)
+        except Exception as error:  # any compiler or linker failure
+            if ext.name == CHAINLINKS:
+                _say(f"compiling the chain's link check failed ({error}): it runs in Python")
+                for path in _chainlinks_artefacts():
+                    path.unlink()
+                return
+            raise
 
     def run(self) -> None:
         try:

@@ -28,6 +28,7 @@ from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.sqlite import SQLiteDatastore
 
+from events import chain
 from events.chain import GENESIS, ChainReport, unseal
 from events.codec import Decoded, Pending, decode
 from infra.chain_worker import check_range
@@ -177,21 +178,26 @@ class Log:
 
         From `parallel_from` entries on, the chain is cut into ranges checked at once by
         `workers` processes (default: one per core; see :mod:`infra.chainscan`), with the
-        same report as one walk. On PostgreSQL every link is first checked inside the
-        database; only when that finds a break does a walk run, to name it exactly.
+        same report as one walk. On PostgreSQL without the C link check
+        (:data:`events.chain.ACCELERATED`), and for shorter logs, every link is first
+        checked inside the database instead; only when that finds a break does a walk
+        run, to name it exactly. (Measured on 1M entries, two cores: workers with the C
+        check ~630k entries/s, the database's own sha256 ~490k, workers in Python ~450k.)
         """
         head = self.position
         workers = default_workers() if workers is None else workers
+        job = self._recorder.chain_job()
+        parallel = job is not None and workers > 1 and head >= max(parallel_from, 2)
         in_database = getattr(self._recorder, "first_broken_link", None)
-        if in_database is not None:
+        if in_database is not None and not (parallel and chain.ACCELERATED):
             count, broken = in_database(max(workers, 1), head)
             if broken is None:
                 last = self._recorder.scan(head - 1, 1, head)
                 if progress is not None:
                     progress(count)
                 return ChainReport(True, count, head, unseal(last[0][1])[1] if last else GENESIS)
-        job = self._recorder.chain_job()
-        if job is not None and workers > 1 and head >= max(parallel_from, 2):
+        if parallel:
+            assert job is not None
             flags = ("-S",) if job["backend"] == "sqlite" else ()
             job["page"] = min(batch, WORKER_PAGE)
             return verify_in_workers(job, plan(head, workers), progress, flags)
