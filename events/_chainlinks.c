@@ -49,17 +49,18 @@ static int setup(void) {
 static Hasher hasher_new(void) { return EVP_MD_CTX_new(); }
 static void hasher_free(Hasher h) { EVP_MD_CTX_free(h); }
 
-/* One link: hex(sha256(previous || body || "}")) into out; 0 on an OpenSSL failure. */
+/* One link: hex(sha256(previous || body || close)) into out, where close is "}" or
+ * nothing (`closed`: the body already ends the JSON); 0 on an OpenSSL failure. */
 static int
 link_hex(Hasher ctx, const char *previous, Py_ssize_t previous_len,
-         const char *body, Py_ssize_t body_len, char *out)
+         const char *body, Py_ssize_t body_len, int closed, char *out)
 {
     unsigned char digest[EVP_MAX_MD_SIZE];
     unsigned int size = 0;
     if (!EVP_DigestInit_ex2(ctx, sha256_md, NULL)
         || !EVP_DigestUpdate(ctx, previous, (size_t)previous_len)
         || !EVP_DigestUpdate(ctx, body, (size_t)body_len)
-        || !EVP_DigestUpdate(ctx, "}", 1)
+        || !EVP_DigestUpdate(ctx, "}", closed ? 0 : 1)
         || !EVP_DigestFinal_ex(ctx, digest, &size)
         || size != 32) {
         return 0;
@@ -80,7 +81,7 @@ static void hasher_free(Hasher h) { (void)h; }
 
 static int
 link_hex(Hasher unused, const char *previous, Py_ssize_t previous_len,
-         const char *body, Py_ssize_t body_len, char *out)
+         const char *body, Py_ssize_t body_len, int closed, char *out)
 {
     (void)unused;
     SHA256_CTX ctx;
@@ -88,7 +89,7 @@ link_hex(Hasher unused, const char *previous, Py_ssize_t previous_len,
     if (!SHA256_Init(&ctx)
         || !SHA256_Update(&ctx, previous, (size_t)previous_len)
         || !SHA256_Update(&ctx, body, (size_t)body_len)
-        || !SHA256_Update(&ctx, "}", 1)
+        || !SHA256_Update(&ctx, "}", closed ? 0 : 1)
         || !SHA256_Final(digest, &ctx)) {
         return 0;
     }
@@ -152,7 +153,7 @@ check_links(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             break;
         }
         const char *seal = payload + length - SUFFIX_LEN;
-        if (!link_hex(ctx, previous, previous_len, payload, length - SUFFIX_LEN, computed)) {
+        if (!link_hex(ctx, previous, previous_len, payload, length - SUFFIX_LEN, 0, computed)) {
             failed = 1;
             break;
         }
@@ -186,10 +187,132 @@ done:
     return result;
 }
 
+/* seal_chain(pending, position, previous): number, hash-chain and seal `pending`,
+ * (type name, head, tail) triples whose canonical body at position p is
+ * head || decimal(p) || tail, for positions position + 1, position + 2, ...: the stored
+ * payloads (body without its closing brace || ,"hash":"<hex>"}) and the last hash.
+ * events.chain.link and seal per entry, as the log writers inline them in Python.
+ *
+ * The payloads are allocated with the GIL and then filled and hashed without it: a
+ * writer thread seals its batch while the engine's thread computes the next one. */
+static PyObject *
+seal_chain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "seal_chain(pending, position, previous) takes 3 arguments");
+        return NULL;
+    }
+    long long position = PyLong_AsLongLong(args[1]);
+    if (position == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (!PyBytes_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "previous must be bytes");
+        return NULL;
+    }
+    PyObject *items = PySequence_Fast(args[0], "pending must be a sequence");
+    if (items == NULL) {
+        return NULL;
+    }
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(items);
+    PyObject **entries = PySequence_Fast_ITEMS(items);
+    PyObject *result = NULL;
+    PyObject *payloads = PyList_New(count);
+    const char **heads = PyMem_Calloc((size_t)count + 1, sizeof(char *));
+    const char **tails = PyMem_Calloc((size_t)count + 1, sizeof(char *));
+    Py_ssize_t *head_lens = PyMem_Calloc((size_t)count + 1, sizeof(Py_ssize_t));
+    Py_ssize_t *tail_lens = PyMem_Calloc((size_t)count + 1, sizeof(Py_ssize_t));
+    if (payloads == NULL || !heads || !tails || !head_lens || !tail_lens) {
+        if (payloads != NULL) PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *entry = entries[i];
+        if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 3
+            || !PyBytes_Check(PyTuple_GET_ITEM(entry, 1))
+            || !PyBytes_Check(PyTuple_GET_ITEM(entry, 2))) {
+            PyErr_SetString(PyExc_TypeError, "pending entries must be (name, head bytes, tail bytes)");
+            goto done;
+        }
+        PyObject *head = PyTuple_GET_ITEM(entry, 1), *tail = PyTuple_GET_ITEM(entry, 2);
+        heads[i] = PyBytes_AS_STRING(head);
+        head_lens[i] = PyBytes_GET_SIZE(head);
+        tails[i] = PyBytes_AS_STRING(tail);
+        tail_lens[i] = PyBytes_GET_SIZE(tail);
+        char digits[24];
+        int width = snprintf(digits, sizeof digits, "%lld", position + 1 + i);
+        PyObject *payload = PyBytes_FromStringAndSize(
+            NULL, head_lens[i] + width + tail_lens[i] - 1 + SUFFIX_LEN);
+        if (payload == NULL) {
+            goto done;
+        }
+        PyList_SET_ITEM(payloads, i, payload);
+    }
+    /* The chain starts from `previous`, kept alive by the caller's reference. */
+    const char *previous = PyBytes_AS_STRING(args[2]);
+    Py_ssize_t previous_len = PyBytes_GET_SIZE(args[2]);
+    char last[HEX_LEN];
+    int failed = 0;
+    Hasher ctx = hasher_new();
+    if (!ctx) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < count; i++) {
+        char *out = PyBytes_AS_STRING(PyList_GET_ITEM(payloads, i));
+        char digits[24];
+        int width = snprintf(digits, sizeof digits, "%lld", position + 1 + i);
+        /* The body, in place: head || digits || tail, whose last byte (the brace) the
+         * seal then overwrites, as body[:-1] drops it in Python. */
+        memcpy(out, heads[i], (size_t)head_lens[i]);
+        memcpy(out + head_lens[i], digits, (size_t)width);
+        memcpy(out + head_lens[i] + width, tails[i], (size_t)tail_lens[i]);
+        Py_ssize_t body_len = head_lens[i] + width + tail_lens[i];
+        char *seal = out + body_len - 1;
+        /* hashed whole, before its last byte (the brace) gives way to the seal */
+        if (!link_hex(ctx, previous, previous_len, out, body_len, 1, seal + PREFIX_LEN)) {
+            failed = 1;
+            break;
+        }
+        memcpy(seal, PREFIX, PREFIX_LEN);
+        seal[PREFIX_LEN + HEX_LEN] = '"';
+        seal[PREFIX_LEN + HEX_LEN + 1] = '}';
+        previous = seal + PREFIX_LEN;
+        previous_len = HEX_LEN;
+    }
+    if (!failed && count) {
+        memcpy(last, previous, HEX_LEN);
+    }
+    Py_END_ALLOW_THREADS
+    hasher_free(ctx);
+    if (failed) {
+        PyErr_SetString(PyExc_RuntimeError, "OpenSSL SHA-256 failed");
+        goto done;
+    }
+    PyObject *head_hash = count ? PyBytes_FromStringAndSize(last, HEX_LEN) : Py_NewRef(args[2]);
+    if (head_hash != NULL) {
+        result = PyTuple_Pack(2, payloads, head_hash);
+        Py_DECREF(head_hash);
+    }
+done:
+    PyMem_Free(heads);
+    PyMem_Free(tails);
+    PyMem_Free(head_lens);
+    PyMem_Free(tail_lens);
+    Py_XDECREF(payloads);
+    Py_DECREF(items);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"check_links", (PyCFunction)(void (*)(void))check_links, METH_FASTCALL,
      "check_links(previous, payloads): the stored hash of the last payload when every "
      "link holds, else None (events.chain.check_links, in C)."},
+    {"seal_chain", (PyCFunction)(void (*)(void))seal_chain, METH_FASTCALL,
+     "seal_chain(pending, position, previous): (stored payloads, last hash) of pending "
+     "(name, head, tail) entries numbered from position + 1, chained to previous."},
     {NULL, NULL, 0, NULL},
 };
 

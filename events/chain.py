@@ -35,6 +35,8 @@ __all__ = [
     "check_links_python",
     "link",
     "seal",
+    "seal_chain",
+    "seal_chain_python",
     "unseal",
 ]
 
@@ -94,6 +96,32 @@ def check_links_python(previous: bytes, payloads: Sequence[bytes]) -> bytes | No
     return previous
 
 
+#: An entry waiting for its position: (type name, body head, body tail), the body at
+#: position p being head ‖ decimal(p) ‖ tail (what events.codec.Pending holds).
+Unsealed = tuple[str, bytes, bytes]
+
+
+def seal_chain_python(
+    pending: Sequence[Unsealed], position: int, previous: bytes
+) -> tuple[list[bytes], bytes]:
+    """Number, hash-chain and seal entries for a writer: (stored payloads, last hash).
+
+    Each of `pending` is (type name, head, tail), its canonical body at position ``p``
+    being ``head ‖ decimal(p) ‖ tail``; they take positions ``position + 1`` on, the
+    first linked to the hex hash `previous`. :func:`link` and :func:`seal` per entry,
+    inlined: every append of every log runs this.
+    """
+    sha256 = hashlib.sha256
+    payloads: list[bytes] = []
+    append = payloads.append
+    for _, head, tail in pending:
+        position += 1
+        body = head + b"%d" % position + tail
+        previous = hexlify(sha256(previous + body).digest())
+        append(body[:-1] + _PREFIX + previous + b'"}')
+    return payloads, previous
+
+
 #: Set to a non-empty value other than 0: verify with the Python loop even where the C
 #: one is built (the same variable keeps the engine's compiled modules out).
 PURE_ENV = "CARBONX_PURE"
@@ -139,12 +167,18 @@ def _accelerator() -> ModuleType | None:
 
 
 _c = _accelerator()
-#: True when :func:`check_links` is the C loop (events/_chainlinks.c): ~0.7 µs a link
-#: against ~2.5 µs in Python, measured on journal-sized payloads.
+#: True when :func:`check_links` and :func:`seal_chain` are the C loops
+#: (events/_chainlinks.c): ~0.7 µs a link checked against ~2.5 µs in Python, measured
+#: on journal-sized payloads.
 ACCELERATED = _c is not None
 #: The fast path of verification: :func:`check_links_python`'s answers, in C when built.
 check_links: Callable[[bytes, Sequence[bytes]], bytes | None] = (
     _c.check_links if _c is not None else check_links_python
+)
+#: What log writers seal with: :func:`seal_chain_python`'s answers, in C when built
+#: (~0.8 against ~2.5 µs an entry, and without the GIL while it hashes).
+seal_chain: Callable[[Sequence[Unsealed], int, bytes], tuple[list[bytes], bytes]] = (
+    _c.seal_chain if _c is not None else seal_chain_python
 )
 
 

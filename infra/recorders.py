@@ -22,11 +22,9 @@ state=sealed payload, notification_id=position)``.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sqlite3
 import struct
-from binascii import hexlify
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -38,7 +36,7 @@ from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore, SQLiteProcessRec
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier, Literal
 
-from events.chain import GENESIS, unseal
+from events.chain import GENESIS, seal_chain, unseal
 from events.codec import Pending
 from infra.checkpoint import NO_AUTOCHECKPOINT
 from infra.writegate import WriteGate
@@ -140,7 +138,6 @@ _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
 _COPY_TRAILER = b"\xff\xff"
 _I4 = struct.Struct(">i").pack
 _I4_I8 = struct.Struct(">iq").pack
-_SEAL = b',"hash":"'
 _topic_fields: dict[str, bytes] = {}
 
 
@@ -154,19 +151,17 @@ def _copy_chained(
 ) -> tuple[int, str]:
     """Number, hash-chain and seal `pending` straight into binary COPY data.
 
-    The same formula as :func:`events.chain.link` and :func:`events.chain.seal`,
-    inlined: the database parses one chunk while Python prepares the next, so the
-    store runs at about raw COPY speed. Rows are (log name, position, topic, payload,
-    position). Returns (entries written, new head hash).
+    Sealed by :func:`events.chain.seal_chain` (C, without the GIL, where built), then
+    framed: the database parses one chunk while Python frames the next. Rows are (log
+    name, position, topic, payload, position). Returns (entries written, new head
+    hash).
     """
-    sha256 = hashlib.sha256
-    previous = digest.encode()
     first = position
+    items = pending if isinstance(pending, list) else list(pending)
+    payloads, previous = seal_chain(items, position, digest.encode())
     buffer = bytearray(_COPY_HEADER)
-    for name, head, tail in pending:
+    for (name, _, _), payload in zip(items, payloads, strict=True):
         position += 1
-        body = head + b"%d" % position + tail
-        previous = hexlify(sha256(previous + body).digest())
         topic = _topic_fields.get(name)
         if topic is None:
             encoded = name.encode()
@@ -175,11 +170,8 @@ def _copy_chained(
         buffer += lead
         buffer += number
         buffer += topic
-        buffer += _I4(len(body) + 74)  # body - "}" + ',"hash":"' + 64 hex + '"}'
-        buffer += body[:-1]
-        buffer += _SEAL
-        buffer += previous
-        buffer += b'"}'
+        buffer += _I4(len(payload))
+        buffer += payload
         buffer += number
         if len(buffer) >= chunk:
             write(buffer)
@@ -421,19 +413,13 @@ def _values(rows: int) -> str:
 
 
 def _chain_flat(pending: Iterable[Pending], position: int, digest: str) -> tuple[list[Any], str]:
-    """Number, chain and seal `pending` as flat (position, topic, payload) triples.
-
-    The formula of :func:`events.chain.link` and :func:`events.chain.seal`, inlined.
-    """
-    sha256 = hashlib.sha256
-    previous = digest.encode()
-    flat: list[Any] = []
-    extend = flat.extend
-    for name, head, tail in pending:
-        position += 1
-        body = head + b"%d" % position + tail
-        previous = hexlify(sha256(previous + body).digest())
-        extend((position, name, body[:-1] + _SEAL + previous + b'"}'))
+    """Number, chain and seal `pending` as flat (position, topic, payload) triples."""
+    items = pending if isinstance(pending, list) else list(pending)
+    payloads, previous = seal_chain(items, position, digest.encode())
+    flat: list[Any] = [None] * (3 * len(items))
+    flat[0::3] = range(position + 1, position + 1 + len(items))
+    flat[1::3] = [name for name, _, _ in items]
+    flat[2::3] = payloads
     return flat, previous.decode()
 
 

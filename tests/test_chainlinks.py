@@ -1,8 +1,9 @@
-"""The C link check (events/_chainlinks.c) gives exactly the Python check's answers.
+"""The C chain loops (events/_chainlinks.c) give exactly the Python loops' answers.
 
-Verification trusts whichever of the two :data:`events.chain.check_links` is, so the C
-loop is held to the Python reference over whole logs, every kind of tampering that
-hypothesis can make of them, and odd inputs (short payloads, buffers that are not
+Verification trusts whichever :data:`events.chain.check_links` is, and every log append
+seals with whichever :data:`events.chain.seal_chain` is, so the C loops are held to the
+Python references: over whole logs, every kind of tampering hypothesis can make of
+them, arbitrary bodies to seal, and odd inputs (short payloads, buffers that are not
 bytes, non-buffers); a binary built from another source is not used at all.
 """
 
@@ -156,3 +157,52 @@ def test_a_binary_built_from_another_source_is_not_used(tmp_path: Path) -> None:
     result, warning = accelerated()
     assert result == "False"
     assert "built from another events/_chainlinks.c" in warning
+
+
+def _pending(rng_bytes: list[bytes], names: list[str]) -> list[tuple[str, bytes, bytes]]:
+    return [
+        (name, b'{"data":' + head + b',"position":', b',"time":1,"x":"' + tail + b'"}')
+        for name, head, tail in zip(names, rng_bytes[0::2], rng_bytes[1::2], strict=False)
+    ]
+
+
+@needs_c
+@settings(max_examples=300, deadline=None)
+@given(
+    parts=st.lists(st.binary(max_size=300), max_size=40),
+    position=st.integers(-5, 2**62),
+    previous=st.sampled_from([GENESIS.encode(), LOG[3][-66:-2], b"", b"x" * 200]),
+    bare=st.booleans(),
+)
+def test_sealing_gives_the_same_payloads(
+    parts: list[bytes], position: int, previous: bytes, bare: bool
+) -> None:
+    """seal_chain (what every log append runs) writes exactly what link and seal would,
+    for any bodies: empty tails and bodies that do not end in a brace too."""
+    names = [f"Type{i % 3}" for i in range(len(parts))]
+    pending = _pending(parts, names)
+    if bare:
+        pending = [(name, head, b"") for name, head, _ in pending]
+    payloads, head = chain.seal_chain(pending, position, previous)
+    assert (payloads, head) == chain.seal_chain_python(pending, position, previous)
+    if pending and not bare:
+        # …and what a verifier accepts, linked to `previous`
+        assert check_links_python(previous, payloads) == head
+
+
+@needs_c
+def test_sealing_a_log_verifies_and_matches_link_and_seal() -> None:
+    pending = [frame(CashDeposited(enterprise_id="E", amount=n), n) for n in range(1, 30)]
+    payloads, head = chain.seal_chain(pending, 0, GENESIS.encode())
+    previous = GENESIS
+    for position, ((_, start, end), payload) in enumerate(zip(pending, payloads, strict=True), 1):
+        assert start + b"%d" % position + end == pending[position - 1].body(position)
+        body = pending[position - 1].body(position)
+        previous = link(previous, body)
+        assert payload == seal(body, previous)
+    assert head == previous.encode()
+    assert chain.seal_chain([], 5, b"abc") == ([], b"abc")
+    with pytest.raises(TypeError):
+        chain.seal_chain([("A", "head", b"}")], 0, b"")  # type: ignore[list-item]
+    with pytest.raises(TypeError):
+        chain.seal_chain([("A", b"{")], 0, b"")  # type: ignore[list-item]
