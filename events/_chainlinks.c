@@ -17,6 +17,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <limits.h>
 #include <string.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
@@ -211,13 +212,20 @@ seal_chain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "previous must be bytes");
         return NULL;
     }
-    PyObject *items = PySequence_Fast(args[0], "pending must be a sequence");
+    /* A list of our own: the hashing below runs without the GIL on pointers into the
+     * entries' bytes, which this list keeps alive whatever the caller's list does. */
+    PyObject *items = PySequence_List(args[0]);
     if (items == NULL) {
         return NULL;
     }
-    Py_ssize_t count = PySequence_Fast_GET_SIZE(items);
-    PyObject **entries = PySequence_Fast_ITEMS(items);
+    Py_ssize_t count = PyList_GET_SIZE(items);
+    PyObject **entries = ((PyListObject *)items)->ob_item;
     PyObject *result = NULL;
+    if (position > LLONG_MAX - count - 1) {
+        PyErr_SetString(PyExc_OverflowError, "positions beyond a signed 64-bit integer");
+        Py_DECREF(items);
+        return NULL;
+    }
     PyObject *payloads = PyList_New(count);
     const char **heads = PyMem_Calloc((size_t)count + 1, sizeof(char *));
     const char **tails = PyMem_Calloc((size_t)count + 1, sizeof(char *));

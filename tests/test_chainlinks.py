@@ -206,3 +206,6 @@ def test_sealing_a_log_verifies_and_matches_link_and_seal() -> None:
         chain.seal_chain([("A", "head", b"}")], 0, b"")  # type: ignore[list-item]
     with pytest.raises(TypeError):
         chain.seal_chain([("A", b"{")], 0, b"")  # type: ignore[list-item]
+    # Positions are the tables' signed 64-bit integers: one beyond them is refused.
+    with pytest.raises(OverflowError):
+        chain.seal_chain([("A", b"{", b"}")], 2**63 - 1, b"")
