@@ -13,7 +13,7 @@ $(BIN)/python:
 
 # The sources setup.py compiles with mypyc (services/exchange/native.py lists them): an
 # edit reinstalls, which rebuilds the binaries (at run time a stale binary is refused).
-NATIVE_SOURCES := setup.py events/_chainlinks.c $(addprefix services/exchange/,native.py serials.py prices.py book.py engine.py)
+NATIVE_SOURCES := setup.py events/_speedups.c $(addprefix services/exchange/,native.py serials.py prices.py book.py engine.py)
 
 # Stamps: reinstall only when pyproject.toml or a compiled source changes.
 $(VENV)/.installed-run: pyproject.toml $(NATIVE_SOURCES) | $(BIN)/python

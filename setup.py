@@ -26,8 +26,8 @@ from setuptools.command.build_ext import build_ext
 ROOT = Path(__file__).resolve().parent
 EXCHANGE = ROOT / "services" / "exchange"
 EVENTS = ROOT / "events"
-#: The C link check (events/_chainlinks.c), built as ``events._chainlinks``.
-CHAINLINKS = "events._chainlinks"
+#: The C link check (events/_speedups.c), built as ``events._speedups``.
+SPEEDUPS = "events._speedups"
 
 
 def _native() -> ModuleType:
@@ -65,8 +65,8 @@ BUILDS = frozenset(
 )
 
 
-def _chainlinks_artefacts() -> list[Path]:
-    return sorted(EVENTS.glob("_chainlinks.*.so")) + sorted(EVENTS.glob("_chainlinks.*.pyd"))
+def _speedups_artefacts() -> list[Path]:
+    return sorted(EVENTS.glob("_speedups.*.so")) + sorted(EVENTS.glob("_speedups.*.pyd"))
 
 
 def _ext_modules() -> list[Extension]:
@@ -74,7 +74,7 @@ def _ext_modules() -> list[Extension]:
         return []
     native = _native()
     # Binaries of an earlier build never outlive this one (the new build writes its own).
-    for path in [*native.artefacts(EXCHANGE), *_chainlinks_artefacts()]:
+    for path in [*native.artefacts(EXCHANGE), *_speedups_artefacts()]:
         path.unlink()
     reason = f"{native.PURE_ENV} is set" if native.pure_requested(os.environ) else _cannot_compile()
     if reason is not None:
@@ -82,10 +82,10 @@ def _ext_modules() -> list[Extension]:
         return []
     from mypyc.build import mypycify
 
-    source = EVENTS / "_chainlinks.c"
-    chainlinks = Extension(
-        CHAINLINKS,
-        sources=["events/_chainlinks.c"],
+    source = EVENTS / "_speedups.c"
+    speedups = Extension(
+        SPEEDUPS,
+        sources=["events/_speedups.c"],
         libraries=["crypto"],
         extra_compile_args=["-O2"],
         # The binary carries its source's digest: events/chain.py runs it only while
@@ -99,7 +99,7 @@ def _ext_modules() -> list[Extension]:
     _say(f"compiling {', '.join(native.COMPILED)} with mypyc")
     os.chdir(ROOT)  # mypyc names modules by their paths from here
     return [
-        chainlinks,
+        speedups,
         *mypycify(
             [
                 # carbonx's dependencies are not installed yet when pip builds it (a fresh
@@ -126,9 +126,9 @@ class OptionalBuildExt(build_ext):
         try:
             super().build_extension(ext)
         except Exception as error:  # any compiler or linker failure
-            if ext.name == CHAINLINKS:
+            if ext.name == SPEEDUPS:
                 _say(f"compiling the chain's link check failed ({error}): it runs in Python")
-                for path in _chainlinks_artefacts():
+                for path in _speedups_artefacts():
                     path.unlink()
                 return
             raise

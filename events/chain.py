@@ -29,6 +29,7 @@ from types import ModuleType
 __all__ = [
     "ACCELERATED",
     "GENESIS",
+    "SPEEDUPS",
     "ChainReport",
     "ChainWalker",
     "check_links",
@@ -122,25 +123,28 @@ def seal_chain_python(
     return payloads, previous
 
 
-#: Set to a non-empty value other than 0: verify with the Python loop even where the C
-#: one is built (the same variable keeps the engine's compiled modules out).
+#: Set to a non-empty value other than 0: seal, verify and frame with the Python loops
+#: even where the C ones are built (the same variable keeps the engine's compiled
+#: modules out).
 PURE_ENV = "CARBONX_PURE"
 
 
 def _accelerator() -> ModuleType | None:
-    """``_chainlinks``, the C build of :func:`check_links_python` next to this file, or
-    None (not built: no C compiler or OpenSSL headers at install, or pure requested).
+    """``_speedups``, the C build of this module's loops and of the codec's framer
+    (events/_speedups.c) next to this file, or None (not built: no C compiler or
+    OpenSSL headers at install, or pure requested).
 
-    Loaded by file path, not as ``events._chainlinks``: chain workers load this module
-    by path too, without the ``events`` package (:mod:`infra.chain_worker`).
+    Loaded here, by file path, not as ``events._speedups``: chain workers load this
+    module by path without the ``events`` package (:mod:`infra.chain_worker`), and the
+    codec takes it from here (:data:`SPEEDUPS`).
     """
     if os.environ.get(PURE_ENV, "") not in ("", "0"):
         return None
     here = Path(__file__).resolve().parent
     for suffix in EXTENSION_SUFFIXES:
-        path = here / f"_chainlinks{suffix}"
+        path = here / f"_speedups{suffix}"
         if path.exists():
-            spec = importlib.util.spec_from_file_location("_chainlinks", path)
+            spec = importlib.util.spec_from_file_location("_speedups", path)
             if spec is None or spec.loader is None:  # pragma: no cover - importlib's own
                 return None
             module = importlib.util.module_from_spec(spec)
@@ -149,15 +153,16 @@ def _accelerator() -> ModuleType | None:
             except ImportError:  # built against another Python or OpenSSL
                 return None
             try:
-                digest = hashlib.sha256((here / "_chainlinks.c").read_bytes()).hexdigest()
+                digest = hashlib.sha256((here / "_speedups.c").read_bytes()).hexdigest()
             except OSError:  # no source to vouch for the binary
                 digest = None
             if digest is None or getattr(module, "SOURCE_SHA256", None) != digest:
                 # Built from another version of the source: its answers are not the
                 # ones this checkout's tests vouch for (reinstall to rebuild it).
                 warnings.warn(
-                    f"{path.name} was built from another events/_chainlinks.c: "
-                    "verifying in Python (reinstall carbonx to rebuild it)",
+                    f"{path.name} was built from another events/_speedups.c: "
+                    "sealing, verifying and framing in Python (reinstall carbonx to "
+                    "rebuild it)",
                     RuntimeWarning,
                     stacklevel=2,
                 )
@@ -167,9 +172,11 @@ def _accelerator() -> ModuleType | None:
 
 
 _c = _accelerator()
-#: True when :func:`check_links` and :func:`seal_chain` are the C loops
-#: (events/_chainlinks.c): ~0.7 µs a link checked against ~2.5 µs in Python, measured
-#: on journal-sized payloads.
+#: The C module (events/_speedups.c), or None where it is not built or not used.
+SPEEDUPS: ModuleType | None = _c
+#: True when :func:`check_links` and :func:`seal_chain` (and the codec's framers) are
+#: the C loops: ~0.7 µs a link checked against ~2.5 µs in Python, measured on
+#: journal-sized payloads.
 ACCELERATED = _c is not None
 #: The fast path of verification: :func:`check_links_python`'s answers, in C when built.
 check_links: Callable[[bytes, Sequence[bytes]], bytes | None] = (

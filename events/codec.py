@@ -20,14 +20,26 @@ transaction, and :meth:`Pending.body` splices in the position at the last moment
 from __future__ import annotations
 
 import dataclasses
+import functools
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import orjson
 
 from events.base import Event, from_mapping, lookup, upcast
+from events.chain import SPEEDUPS
 
-__all__ = ["Decoded", "FloatRefused", "Pending", "decode", "encode_data", "frame", "to_event"]
+__all__ = [
+    "Decoded",
+    "FloatRefused",
+    "Pending",
+    "decode",
+    "encode_data",
+    "frame",
+    "frame_reference",
+    "to_event",
+]
 
 _SORT = orjson.OPT_SORT_KEYS
 #: Values that are never floats nor hold one.
@@ -103,6 +115,7 @@ class Pending(NamedTuple):
 
 
 _framers: dict[type[Event], Callable[[Event, int, int | None], Pending]] = {}
+_reference_framers: dict[type[Event], Callable[[Event, int, int | None], Pending]] = {}
 
 
 def _compile_framer(cls: type[Event]) -> Callable[[Event, int, int | None], Pending]:
@@ -165,8 +178,32 @@ def _compile_framer(cls: type[Event]) -> Callable[[Event, int, int | None], Pend
     }
     exec(source, namespace)
     framer: Callable[[Event, int, int | None], Pending] = namespace["framer"]
+    _reference_framers[cls] = framer
+    if SPEEDUPS is not None:
+        # The same bytes written in C (~1 µs an event against ~5 µs): anything it does
+        # not write itself (an odd value, a float to refuse) goes to `framer`.
+        spec = (
+            tuple(sys.intern(name) for name in names),
+            tuple(orjson.dumps(name) + b":" for name in names),
+            bytes(1 if name in int_tuples else 0 for name in names),
+            b',"type":"%s","v":%d}' % (cls.type_name.encode(), cls.version),
+            Pending,
+            cls.type_name,
+            framer,
+        )
+        framer = functools.partial(SPEEDUPS.frame, spec)
     _framers[cls] = framer
     return framer
+
+
+def frame_reference(event: Event, time: int, cause: int | None = None) -> Pending:
+    """:func:`frame` in Python alone, even where the C framer is built: the reference
+    that the C framer is held to (and the way out it takes for any odd value)."""
+    if type(time) is not int:
+        raise TypeError(f"time must be an int of microseconds, got {type(time).__name__}")
+    if type(event) not in _reference_framers:
+        _compile_framer(type(event))
+    return _reference_framers[type(event)](event, time, cause)
 
 
 def frame(event: Event, time: int, cause: int | None = None) -> Pending:

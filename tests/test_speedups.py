@@ -1,20 +1,26 @@
-"""The C chain loops (events/_chainlinks.c) give exactly the Python loops' answers.
+"""The C loops (events/_speedups.c) give exactly the Python loops' answers.
 
-Verification trusts whichever :data:`events.chain.check_links` is, and every log append
-seals with whichever :data:`events.chain.seal_chain` is, so the C loops are held to the
-Python references: over whole logs, every kind of tampering hypothesis can make of
-them, arbitrary bodies to seal, and odd inputs (short payloads, buffers that are not
-bytes, non-buffers); a binary built from another source is not used at all.
+Verification trusts whichever :data:`events.chain.check_links` is, every log append
+seals with whichever :data:`events.chain.seal_chain` is, and every entry's canonical
+bytes come from whichever framer :func:`events.codec.frame` uses, so the C loops are
+held to the Python references: over whole logs, every kind of tampering hypothesis can
+make of them, arbitrary bodies to seal, every registered event type with any values
+of its fields' types and with odd ones, and odd inputs (short payloads, buffers that
+are not bytes, non-buffers); a binary built from another source is not used at all.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import os
 import shutil
 import subprocess
 import sys
+import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -22,13 +28,18 @@ from hypothesis import strategies as st
 
 from events import chain
 from events.accounts import CashDeposited
+from events.base import Event, EventType, registered_types
 from events.chain import GENESIS, check_links_python, link, seal
-from events.codec import frame
+from events.codec import frame, frame_reference
+from scripts.workload import workload
+from services.exchange.calendar import ALWAYS
+from services.exchange.config import EngineConfig
+from services.exchange.engine import Engine
 
 Check = Callable[[bytes, Sequence[bytes]], "bytes | None"]
 
 needs_c = pytest.mark.skipif(
-    not chain.ACCELERATED, reason="events/_chainlinks.c is not built here: nothing to compare"
+    not chain.ACCELERATED, reason="events/_speedups.c is not built here: nothing to compare"
 )
 
 
@@ -126,9 +137,9 @@ def test_a_binary_built_from_another_source_is_not_used(tmp_path: Path) -> None:
     copy = tmp_path / "events"
     copy.mkdir()
     shutil.copy(here / "chain.py", copy / "chain.py")
-    for binary in here.glob("_chainlinks.*.so"):
+    for binary in here.glob("_speedups.*.so"):
         shutil.copy(binary, copy / binary.name)
-    source = (here / "_chainlinks.c").read_text()
+    source = (here / "_speedups.c").read_text()
     path = str(copy / "chain.py")
     probe = (
         "import importlib.util, sys, warnings\n"
@@ -150,13 +161,13 @@ def test_a_binary_built_from_another_source_is_not_used(tmp_path: Path) -> None:
         )
         return done.stdout.strip(), done.stderr
 
-    (copy / "_chainlinks.c").write_text(source)
+    (copy / "_speedups.c").write_text(source)
     assert accelerated() == ("True", "")
     assert accelerated({chain.PURE_ENV: "1"})[0] == "False"
-    (copy / "_chainlinks.c").write_text(source.replace("if (length <= SUFFIX_LEN)", "if (0)"))
+    (copy / "_speedups.c").write_text(source.replace("if (length <= SUFFIX_LEN)", "if (0)"))
     result, warning = accelerated()
     assert result == "False"
-    assert "built from another events/_chainlinks.c" in warning
+    assert "built from another events/_speedups.c" in warning
 
 
 def _pending(rng_bytes: list[bytes], names: list[str]) -> list[tuple[str, bytes, bytes]]:
@@ -209,3 +220,119 @@ def test_sealing_a_log_verifies_and_matches_link_and_seal() -> None:
     # Positions are the tables' signed 64-bit integers: one beyond them is refused.
     with pytest.raises(OverflowError):
         chain.seal_chain([("A", b"{", b"}")], 2**63 - 1, b"")
+
+
+# ------------------------------------------------------------------ framing
+
+
+class IntFlag(enum.IntEnum):
+    A = 1
+
+
+class Quantity(int):
+    """An int subclass: orjson writes it, the reference's type check refuses it."""
+
+
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+#: Strings rich in what JSON escapes or could be tempted to: quotes, backslashes, every
+#: control character, DEL, the JavaScript line separators, multi-byte UTF-8.
+TEXT = st.text(
+    st.characters()
+    | st.sampled_from([*map(chr, range(0x20)), '"', "\\", "/", "\x7f", "\u2028", "é", "😀"]),
+    max_size=12,
+)
+INT64 = st.integers(-(2**63), 2**63 - 1) | st.sampled_from([0, -1, 2**63 - 1, -(2**63), 10**18])
+#: Values no event should hold, and that the C framer must hand to the reference.
+ODD = st.one_of(
+    st.none(),  # no field is optional today; the reference still writes null
+    st.floats(allow_nan=True),
+    st.integers(2**63, 2**65) | st.integers(-(2**65), -(2**63) - 1),
+    st.sampled_from([IntFlag.A, Quantity(3), "\ud800", "a\udfffb", b"bytes", object()]),
+    st.lists(st.integers(), max_size=3).map(tuple),
+    st.tuples(st.integers(), st.floats()),
+    st.tuples(st.booleans()),
+)
+
+
+def _events() -> st.SearchStrategy[Event]:
+    kinds = sorted(registered_types().values(), key=lambda kind: kind.name)
+
+    def build(kind: EventType) -> st.SearchStrategy[Event]:
+        hints = typing.get_type_hints(kind.cls)
+        overrides = {
+            name: st.dictionaries(st.text(max_size=6), JSONISH, max_size=4)
+            if typing.get_origin(hint) is dict
+            else JSONISH
+            for name, hint in hints.items()
+            if "Any" in repr(hint)
+        }
+        overrides.update({name: TEXT for name, hint in hints.items() if hint is str})
+        overrides.update({name: INT64 for name, hint in hints.items() if hint is int})
+        return st.builds(kind.cls, **overrides)
+
+    return st.sampled_from(kinds).flatmap(build)
+
+
+def _same(c_framer: Callable[[], Any], reference: Callable[[], Any]) -> None:
+    try:
+        expected = reference()
+    except Exception as error:  # the reference refuses: so must the C framer, alike
+        with pytest.raises(type(error)):
+            c_framer()
+        return
+    assert c_framer() == expected
+
+
+@needs_c
+@settings(max_examples=1500, deadline=None)
+@given(
+    event=_events(),
+    time=st.integers(-(2**63), 2**63 - 1),
+    cause=st.none() | st.integers(-(2**63), 2**63 - 1),
+)
+def test_the_c_framer_writes_the_reference_bytes(
+    event: Event, time: int, cause: int | None
+) -> None:
+    """Every registered event type with values of its fields' types (any unicode, the
+    whole 64-bit range, nested integer tuples): byte for byte the Python framer's."""
+    _same(lambda: frame(event, time, cause), lambda: frame_reference(event, time, cause))
+
+
+@needs_c
+@settings(max_examples=800, deadline=None)
+@given(
+    event=_events(),
+    data=st.data(),
+    time=st.integers(-(2**64), 2**64) | st.just(True),
+    cause=st.none() | st.integers(-(2**64), 2**64) | st.just(False),
+)
+def test_odd_values_go_to_the_reference(
+    event: Event, data: st.DataObject, time: int, cause: int | None
+) -> None:
+    """A float, an int beyond 64 bits, an int subclass, a lone surrogate, bytes, an
+    object, a tuple with a float: whatever the reference does with it (refuse it, or
+    write it its own way), the C framer does the same."""
+    fields = [f.name for f in dataclasses.fields(event)]  # type: ignore[arg-type]
+    if fields:
+        setattr(event, data.draw(st.sampled_from(fields)), data.draw(ODD))
+    _same(lambda: frame(event, time, cause), lambda: frame_reference(event, time, cause))
+
+
+@needs_c
+def test_the_engines_results_frame_alike() -> None:
+    """The benchmark workload's results, framed by both (what the journal holds)."""
+    engine = Engine(EngineConfig(calendar=ALWAYS))
+    count = 0
+    for position, (command, at) in enumerate(workload(3_000), start=1):
+        for result in engine.apply(position, at, command):
+            assert frame(result, engine.time, position) == frame_reference(
+                result, engine.time, position
+            )
+            count += 1
+    assert count > 3_000
