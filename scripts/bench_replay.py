@@ -24,8 +24,10 @@ import tempfile
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
+import psycopg
 
 from events.codec import decode
 from infra.store import Store, open_store
@@ -60,7 +62,20 @@ def build_history(store: Store, events: int) -> int:
         runner.drain()
         seed += 1
         print(f"  history: {store.journal.head()[0]:,} journal events", flush=True)
+    settle(store)
     return store.journal.head()[0]
+
+
+def settle(store: Store) -> None:
+    """On PostgreSQL, VACUUM (ANALYZE) after the bulk load, as autovacuum or an operator
+    would before a rebuild runs against an old journal: the first scan of freshly
+    copied rows otherwise also sets every tuple's hint bits, and measured ~2.5x slower
+    (read+decode of 1M entries right after the build: ~37,000/s; after: ~88,000/s)."""
+    if store.backend not in ("postgresql", "postgres"):
+        return
+    url = urlsplit(store.url)._replace(query="").geturl()  # carbonx's own options off
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM (ANALYZE)")
 
 
 def kept_history_arguments(description: str, repeat: int) -> argparse.ArgumentParser:
