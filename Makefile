@@ -11,8 +11,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# The sources setup.py compiles with mypyc (services/exchange/native.py lists them): an
-# edit reinstalls, which rebuilds the binaries (at run time a stale binary is refused).
+# The sources setup.py compiles (with mypyc: services/exchange/native.py lists them; in
+# C: events/_speedups.c): an edit reinstalls, which rebuilds the binaries (at run time
+# a stale binary is refused).
 NATIVE_SOURCES := setup.py events/_speedups.c $(addprefix services/exchange/,native.py serials.py prices.py book.py engine.py)
 
 # Stamps: reinstall only when pyproject.toml or a compiled source changes.

@@ -1,11 +1,11 @@
-"""Build hook: compile the matching engine with mypyc, and the hash chain's link check
-in C, when this machine can.
+"""Build hook: compile the matching engine with mypyc, and the C loops of the hash
+chain and the codec (events/_speedups.c), when this machine can.
 
 Everything else about the package is in pyproject.toml. Both are accelerators, never
 requirements: with ``CARBONX_PURE=1``, without a C compiler or Python's headers, or
-when a C build fails (the link check also needs OpenSSL's headers), carbonx installs
-that part as pure Python and runs the same (services/exchange/native.py explains how
-the engine's binaries are kept honest; events/chain.py loads the link check).
+when a C build fails (the C loops also need OpenSSL's headers), carbonx installs that
+part as pure Python and runs the same (services/exchange/native.py explains how the
+engine's binaries are kept honest; events/chain.py loads the C loops).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from setuptools.command.build_ext import build_ext
 ROOT = Path(__file__).resolve().parent
 EXCHANGE = ROOT / "services" / "exchange"
 EVENTS = ROOT / "events"
-#: The C link check (events/_speedups.c), built as ``events._speedups``.
+#: The C loops of the chain and the codec (events/_speedups.c), as ``events._speedups``.
 SPEEDUPS = "events._speedups"
 
 
@@ -78,7 +78,7 @@ def _ext_modules() -> list[Extension]:
         path.unlink()
     reason = f"{native.PURE_ENV} is set" if native.pure_requested(os.environ) else _cannot_compile()
     if reason is not None:
-        _say(f"installing the pure-Python engine and chain check: {reason}")
+        _say(f"installing the pure-Python engine, chain and codec loops: {reason}")
         return []
     from mypyc.build import mypycify
 
@@ -119,15 +119,15 @@ def _ext_modules() -> list[Extension]:
 
 
 class OptionalBuildExt(build_ext):
-    """build_ext that falls back to pure Python when a C build fails: the link check
-    alone (say OpenSSL's headers are missing), or the engine alone."""
+    """build_ext that falls back to pure Python when a C build fails: the C loops alone
+    (say OpenSSL's headers are missing), or the engine alone."""
 
     def build_extension(self, ext: Extension) -> None:
         try:
             super().build_extension(ext)
         except Exception as error:  # any compiler or linker failure
             if ext.name == SPEEDUPS:
-                _say(f"compiling the chain's link check failed ({error}): it runs in Python")
+                _say(f"compiling events/_speedups.c failed ({error}): its loops run in Python")
                 for path in _speedups_artefacts():
                     path.unlink()
                 return
