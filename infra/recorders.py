@@ -235,7 +235,7 @@ class PostgresLogRecorder(PostgresProcessRecorder):
         #
         # Where the C link check is built (events/_speedups.c), Log.verify checks long
         # logs in chain workers instead, which costs less in total (~1.2 µs server and
-        # ~1.5 µs client per row: ~530-640k entries/s on two cores); this query remains
+        # ~1.5 µs client per row: ~515-646k entries/s on two cores); this query remains
         # the path without it, and for logs too short for workers. The measurements
         # below compare it with a pure-Python client.
         #

@@ -182,7 +182,7 @@ class Log:
         (:data:`events.chain.ACCELERATED`), and for shorter logs, every link is first
         checked inside the database instead; only when that finds a break does a walk
         run, to name it exactly. (Measured on 1M entries, two cores: workers with the C
-        check ~530-640k entries/s, the database's own sha256 ~470-490k, workers in
+        check ~515-646k entries/s, the database's own sha256 ~470-490k, workers in
         Python ~450k.)
         """
         head = self.position
