@@ -1,19 +1,21 @@
-/* The hot loop of hash-chain verification in C: events.chain.check_links, exactly.
+/* The loops every entry of every log passes through, in C: events.chain's
+ * check_links (verification) and seal_chain (every append), and events.codec's framer.
  *
- * Verification reads every entry ever written, and in Python each link costs about
- * 2 us, most of it the interpreter around two OpenSSL calls (a fresh hash object,
+ * In Python each costs a few microseconds an entry, most of it the interpreter around
+ * a little real work: for the chain, two OpenSSL calls per link (a fresh hash object,
  * its algorithm looked up again, the digest turned into hex) rather than hashing a
- * few hundred bytes. Here one digest context and one fetched SHA-256 serve every
- * link (or SHA256_* without EVP at all), and the seal of each payload is compared
- * where it lies, with no copies.
+ * few hundred bytes; for the framer, a dict built to be serialised. Here one SHA-256
+ * serves every link (SHA256_*, or EVP with the algorithm fetched once), seals are
+ * compared and written where they lie, and the framer writes the JSON directly.
  *
- * Same contract as the Python function, which stays the reference and the fallback
- * (events/chain.py loads this module only when it was built, and the tests hold the
- * two to the same answers): check_links(previous, payloads) is the stored hash of
- * the last payload when each payload is sealed (`,"hash":"<64 hex>"}` at its end) and
- * that hash is sha256(previous hash || payload without its seal || "}"), the first
- * linked to `previous`; None when one is not; `previous` itself for no payloads.
- * A payload that is not a bytes-like object raises TypeError, as in Python.
+ * Each function has a Python original that stays the reference and the fallback
+ * (events/chain.py loads this module only when it was built from this very file, and
+ * tests/test_speedups.py holds each to its reference). check_links(previous,
+ * payloads) is the stored hash of the last payload when each payload is sealed
+ * (`,"hash":"<64 hex>"}` at its end) and that hash is sha256(previous hash || payload
+ * without its seal || "}"), the first linked to `previous`; None when one is not;
+ * `previous` itself for no payloads. A payload that is not a bytes-like object raises
+ * TypeError, as in Python. seal_chain and frame are described where they are defined.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -95,7 +97,8 @@ link_hex(Hasher ctx, const char *previous, Py_ssize_t previous_len,
 #else
 /* SHA256_* go straight to the block function (SHA-NI where the CPU has it), without
  * EVP's provider dispatch: 0.68 against 0.86 us a link measured here. Deprecated in
- * OpenSSL 3.0, not removed; a build without them takes the EVP branch above. */
+ * OpenSSL 3.0, not removed; a build without them takes the EVP branch above (compiled
+ * by hand with -DOPENSSL_NO_DEPRECATED_3_0, not by the suite). */
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 typedef int Hasher;
 
