@@ -90,7 +90,9 @@ class OrderCancelled(Event):
     """An order's remainder was cancelled and its hold released.
 
     `reason`: `requested`, `ioc_remainder`, `market_remainder`, `self_trade`,
-    `outside_price_band` (a resting order the next day's band no longer admits).
+    `outside_price_band` (a resting order the next day's band no longer admits),
+    `enterprise_suspended` or `account_frozen` (every open order of an enterprise that
+    was just suspended or frozen).
     """
 
     order_id: int

@@ -91,14 +91,25 @@ calendar_option = click.option(
     "--calendar",
     envvar="CARBONX_CALENDAR",
     type=click.Choice(["cn-ets", "always"]),
-    default="cn-ets",
-    show_default=True,
-    help="Trading calendar (env CARBONX_CALENDAR); --demo implies 'always'.",
+    default=None,
+    help="Trading calendar (env CARBONX_CALENDAR). Default: the one recorded in the store "
+    "by the first engine that ran on it, else cn-ets; --demo implies 'always'. An engine "
+    "refuses to continue a journal under another calendar than it was produced with.",
 )
 
 
 def _engine_config(calendar: str) -> EngineConfig:
     return EngineConfig(calendar=calendar_named(calendar))
+
+
+def _engine_calendar(store: Any, asked: str | None) -> str:
+    """The calendar for an engine on `store` (recorded there), or a usage error."""
+    from services.exchange.store_calendar import CalendarMismatch, calendar_for_engine
+
+    try:
+        return calendar_for_engine(store, asked)
+    except CalendarMismatch as error:
+        raise click.UsageError(str(error)) from error
 
 
 @main.command()
@@ -130,7 +141,7 @@ def _engine_config(calendar: str) -> EngineConfig:
 )
 def engine(
     db_url: str,
-    calendar: str,
+    calendar: str | None,
     batch: int,
     snapshot_every: int,
     tick: float,
@@ -148,7 +159,10 @@ def engine(
         signal.signal(signum, lambda *_: stop.set())
     with open_store(db_url) as store:
         runner = EngineRunner(
-            store, _engine_config(calendar), batch=batch, snapshot_every=snapshot_every
+            store,
+            _engine_config(_engine_calendar(store, calendar)),
+            batch=batch,
+            snapshot_every=snapshot_every,
         )
         if tick > 0:
             threading.Thread(
@@ -241,7 +255,13 @@ def relay(db_url: str, kafka: str, partitions: int, replication: int) -> None:
     "enterprises with cash and credits.",
 )
 def serve(
-    db_url: str, host: str, port: int, kafka: str | None, calendar: str, workers: int, demo: bool
+    db_url: str,
+    host: str,
+    port: int,
+    kafka: str | None,
+    calendar: str | None,
+    workers: int,
+    demo: bool,
 ) -> None:
     """Run the all-in-one process: HTTP gateway, engine and projections over one store.
 
@@ -262,6 +282,11 @@ def serve(
         calendar = "always"
     configure_logging()
     store = open_store(db_url)
+    try:
+        calendar = _engine_calendar(store, calendar)
+    except click.UsageError:
+        store.close()
+        raise
     if demo and seed_demo(store):
         click.echo("demo zone seeded: instrument HCC-2025, enterprises E-DEMO-1..3")
     config = _engine_config(calendar)
@@ -325,7 +350,7 @@ def serve(
     help="A journal position (e.g. 1234) or an ISO 8601 time (e.g. 2025-11-25T10:00:00+08:00).",
 )
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write JSON here.")
-def replay(db_url: str, calendar: str, as_of: str, out: str | None) -> None:
+def replay(db_url: str, calendar: str | None, as_of: str, out: str | None) -> None:
     """Rebuild the state as of a point and print it (or write it, --out) as JSON.
 
     Every balance (cash available and held), holding (with serial ranges), open order,
@@ -338,6 +363,7 @@ def replay(db_url: str, calendar: str, as_of: str, out: str | None) -> None:
     import orjson
 
     from services.exchange.asof import parse_point, report, state_as_of
+    from services.exchange.store_calendar import calendar_to_read
 
     try:
         point = parse_point(as_of)
@@ -345,7 +371,8 @@ def replay(db_url: str, calendar: str, as_of: str, out: str | None) -> None:
         raise click.BadParameter(str(error), param_hint="--as-of") from error
     with open_store(db_url) as store:
         try:
-            engine = state_as_of(store, point, _engine_config(calendar))
+            config = _engine_config(calendar_to_read(store, calendar))
+            engine = state_as_of(store, point, config)
         except ValueError as error:
             raise click.BadParameter(str(error), param_hint="--as-of") from error
     text = orjson.dumps(report(engine), option=orjson.OPT_INDENT_2).decode()
@@ -370,7 +397,7 @@ def replay(db_url: str, calendar: str, as_of: str, out: str | None) -> None:
     "topic carbonx.commands.v1 (for `carbonx engine --kafka`) instead of the store.",
 )
 def gateway(
-    db_url: str, host: str, port: int, calendar: str, workers: int, kafka: str | None
+    db_url: str, host: str, port: int, calendar: str | None, workers: int, kafka: str | None
 ) -> None:
     """Run the HTTP gateway alone, for deployments where the engine, the projector and
     the relay run as their own processes (`carbonx engine`, `projector`, `relay`).
@@ -380,10 +407,13 @@ def gateway(
     other writes answer 202 once the broker has them). --workers N runs N gateway
     processes on the one port.
     """
+    from services.exchange.store_calendar import calendar_to_read
     from services.gateway.app import create_app
     from services.gateway.workers import worker_environment
 
     configure_logging()
+    with open_store(db_url) as store:  # its audit endpoints re-run the engine's rules
+        calendar = calendar_to_read(store, calendar)
     with contextlib.ExitStack() as stack:
 
         def app() -> Any:  # only when this process serves (one worker): its store
@@ -521,11 +551,12 @@ def export(db_url: str, period: str, form: str, out: str | None) -> None:
 @db_option
 @calendar_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def verify(db_url: str, calendar: str, quiet: bool) -> None:
+def verify(db_url: str, calendar: str | None, quiet: bool) -> None:
     """Check every log's hash chain, then re-run the engine over the intake log.
 
-    The re-run starts from an empty engine (with the given calendar; the journal must
-    have been produced under the same rules) and compares every result with the
+    The re-run starts from an empty engine (under the calendar recorded in the store,
+    or --calendar to check the journal against other rules) and compares every result
+    with the
     journal, byte for byte. Exit status 0 only when every chain is whole and every
     result matches; 1 otherwise, naming the first differing position and what differs.
     """
@@ -545,8 +576,11 @@ def verify(db_url: str, calendar: str, quiet: bool) -> None:
 
         return advance
 
+    from services.exchange.store_calendar import calendar_to_read
+
     with open_store(db_url) as store:
-        result = verify_store(store, _engine_config(calendar), progress)
+        config = _engine_config(calendar_to_read(store, calendar))
+        result = verify_store(store, config, progress)
     for bar in bars:
         bar.close()
     for name, log in result["logs"].items():

@@ -359,8 +359,8 @@ def test_a_batch_is_appended_whole_and_each_order_answered(live: Live) -> None:
     ids = [o["order_id"] for o in orders]
     assert ids == list(range(ids[0], ids[0] + 4))  # consecutive intake positions
     assert [o["status"] for o in orders] == ["open", "open", "rejected", "rejected"]
-    # b-4 could only have met the enterprise's own asks (self-trade prevention).
-    assert [o["reject_reason"] for o in orders[2:]] == ["outside_price_band", "no_liquidity"]
+    # b-4 could only have met the enterprise's own asks: refused by self-trade prevention.
+    assert [o["reject_reason"] for o in orders[2:]] == ["outside_price_band", "self_trade"]
     after = _balances(live, "trader1", E1)
     assert after["credits"]["HCC-2025"]["held"] == before["credits"]["HCC-2025"]["held"] + 50
     # Another enterprise's buy trades against the batch's best ask.

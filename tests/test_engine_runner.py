@@ -21,6 +21,7 @@ from services.exchange.engine import Engine
 from services.exchange.intake import Intake, InvalidCommand
 from services.exchange.reexecute import reexecute
 from services.exchange.runner import ENGINE_READER, EngineRunner
+from services.exchange.store_calendar import CalendarMismatch, calendar_for_engine, recorded
 
 CONFIG = EngineConfig(calendar=ALWAYS)
 N = 3_000  # trading commands per run (plus setup for 20 enterprises)
@@ -124,6 +125,44 @@ def test_verify_passes_then_names_the_first_difference_under_other_rules(
     # Fees first show in the first buy hold; it can be no later than the first trade.
     assert other_fees.differs_at <= first_trade
     assert other_fees.expected != other_fees.found
+
+
+def test_the_store_records_the_engines_calendar_and_verify_and_replay_default_to_it(
+    store_url: str,
+) -> None:
+    # At 22:00 in Beijing the always-open demo calendar trades and cn-ets refuses
+    # (market_closed): a journal made under one does not re-execute under the other.
+    evening = [(command, at + 12 * 3_600_000_000) for command, at in workload(300, 5)]
+    with open_store(store_url) as store:
+        assert recorded(store) is None
+        assert calendar_for_engine(store, "always") == "always"  # `serve --demo` does this
+        Intake(store).submit(evening)
+        runner = EngineRunner(store, CONFIG)
+        runner.recover()
+        runner.drain()
+        assert recorded(store) == "always"
+        assert calendar_for_engine(store, None) == "always"  # a plain `carbonx engine`
+        with pytest.raises(CalendarMismatch, match="'always' calendar"):
+            calendar_for_engine(store, "cn-ets")
+    cli = CliRunner()
+    ok = cli.invoke(main, ["verify", "--db", store_url, "--quiet"])
+    assert ok.exit_code == 0, ok.output
+    assert "re-execution: ok" in ok.output
+    other = cli.invoke(main, ["verify", "--db", store_url, "--calendar", "cn-ets", "--quiet"])
+    assert other.exit_code == 1, other.output
+    assert "re-execution: DIFFERS" in other.output
+    replayed = cli.invoke(main, ["replay", "--db", store_url, "--as-of", "200"])
+    assert replayed.exit_code == 0, replayed.output
+    refused = cli.invoke(main, ["engine", "--db", store_url, "--calendar", "cn-ets"])
+    assert refused.exit_code == 2
+    assert "produced under the 'always' calendar" in refused.output
+
+
+def test_an_empty_store_takes_the_calendar_its_first_engine_asks_for(store_url: str) -> None:
+    with open_store(store_url) as store:
+        assert calendar_for_engine(store, None) == "cn-ets"
+        assert calendar_for_engine(store, "always") == "always"  # no journal yet: no history
+        assert recorded(store) == "always"
 
 
 def test_invalid_commands_are_refused_before_the_log_and_change_nothing(

@@ -487,6 +487,15 @@ RISK = [
         asks=[(5100, 50, 1)],
     ),
     Scenario(
+        "a market order whose first fill would be an own order is refused as self_trade",
+        G(A=Acct(cash=M, credits=300), C=Acct(credits=300)),
+        ["A sell limit 100 @ 5000 gtc", "C sell limit 100 @ 5100 gtc", "A buy market 50"],
+        trades=[],
+        rejects=[("A#2", "self_trade")],
+        asks=[(5000, 100, 1), (5100, 100, 1)],
+        balances={"A": (M, 0, 200, 100)},
+    ),
+    Scenario(
         "insufficient cash: the hold includes the rounding reserve",
         G(B=Acct(cash=100_000)),
         # 20 @ 5000: 100,000 + 20 reserve > 100,000; 19 @ 5000: 95,019
@@ -502,29 +511,50 @@ RISK = [
         balances={"A": (0, 0, 20, 30)},
     ),
     Scenario(
-        "suspended and frozen accounts cannot trade; frozen cannot withdraw; cancel works",
+        "suspended and frozen accounts cannot trade, their resting orders are cancelled; "
+        "frozen cannot withdraw or retire",
         G(A=Acct(cash=M, credits=300)),
         [
             "A sell limit 10 @ 5100 gtc",
+            "A buy limit 10 @ 4900 gtc",
             "suspend A",
             "A sell limit 10 @ 5100",
+            "cancel A#1",
             "activate A",
+            "A sell limit 10 @ 5100 gtc",
             "freeze A",
             "A buy limit 10 @ 5000",
             "A withdraw 1",
-            "cancel A#1",
+            "A retire 5",
             "unfreeze A",
             "A withdraw 1",
             "A sell limit 10 @ 5100",
         ],
         rejects=[
-            ("A#2", "enterprise_suspended"),
-            ("A#3", "account_frozen"),
+            ("A#3", "enterprise_suspended"),
+            ("A CancelOrder", "unknown_order"),
+            ("A#5", "account_frozen"),
             ("A WithdrawCash", "account_frozen"),
+            ("A RetireCredits", "account_frozen"),
         ],
-        cancels=[("A#1", "requested", 10)],
+        cancels=[
+            ("A#1", "enterprise_suspended", 10),
+            ("A#2", "enterprise_suspended", 10),
+            ("A#4", "account_frozen", 10),
+        ],
+        bids=[],
         asks=[(5100, 10, 1)],
         balances={"A": (M - 1, 0, 290, 10)},
+    ),
+    Scenario(
+        "a frozen seller's resting order is gone: the buy that would have hit it rests",
+        G(S=Acct(credits=100), B=Acct(cash=M)),
+        ["S sell limit 100 @ 5000 gtc", "freeze S", "B buy limit 100 @ 5000 gtc"],
+        trades=[],
+        cancels=[("S#1", "account_frozen", 100)],
+        bids=[(5000, 100, 1)],
+        asks=[],
+        balances={"S": (0, 0, 100, 0)},
     ),
     Scenario(
         "position limit: holdings + open buys + order ≤ limit",
@@ -960,9 +990,9 @@ def test_no_trading_day_closed_for_holidays() -> None:
     assert [d for d, _, _ in m.closes()] == ["2025-03-03", "2025-03-04"]
 
 
-def test_frozen_or_suspended_account_cannot_reprice_into_a_trade() -> None:
-    # A freeze means no orders: moving a resting order across the spread is trading too.
-    # Cancelling and reducing (which only lower exposure) stay allowed.
+def test_frozen_or_suspended_account_has_no_order_left_to_reprice_into_a_trade() -> None:
+    # A freeze means no orders: moving a resting order across the spread would be trading
+    # too. The freeze (and the suspension) cancelled the order, so there is none to move.
     m = run(
         G(A=Acct(credits=100), B=Acct(cash=M)),
         [
@@ -971,17 +1001,21 @@ def test_frozen_or_suspended_account_cannot_reprice_into_a_trade() -> None:
             "freeze B",
             "reprice B#1 @ 5100",
             "unfreeze B",
+            "B buy limit 10 @ 5000 gtc",
             "suspend B",
-            "reprice B#1 @ 5100",
-            "reduce B#1 to 5",
+            "reprice B#2 @ 5100",
+            "reduce B#2 to 5",
         ],
     )
+    assert m.cancels() == [("B#1", "account_frozen", 10), ("B#2", "enterprise_suspended", 10)]
     assert m.rejects() == [
-        ("B RepriceOrder", "account_frozen"),
-        ("B RepriceOrder", "enterprise_suspended"),
+        ("B RepriceOrder", "unknown_order"),
+        ("B RepriceOrder", "unknown_order"),
+        ("B ReduceOrder", "unknown_order"),
     ]
     assert m.trades() == []
-    assert m.depth(True) == [(5_000, 5, 1)]
+    assert m.depth(True) == []
+    assert m.balance("B") == (M, 0, 0, 0)  # every hold released
 
 
 def test_repriced_gtd_order_is_queued_for_expiry_once() -> None:

@@ -451,7 +451,12 @@ class Engine:
         if market or time_in_force == "fok":
             fillable = self._fillable(book, is_buy, limit, enterprise_id, quantity)
             if market and fillable == 0:
-                return [self._rejected(cmd, position, "no_liquidity")]
+                # Nothing to fill although the book has an order in reach: the first one
+                # is the enterprise's own, as a limit IOC's cancellation would say too.
+                best = book.best_ask() if is_buy else book.best_bid()
+                reachable = best is not None and (best <= limit if is_buy else best >= limit)
+                reason = "self_trade" if reachable else "no_liquidity"
+                return [self._rejected(cmd, position, reason)]
             if time_in_force == "fok" and fillable < quantity:
                 return [self._rejected(cmd, position, "fok_not_fillable")]
 
@@ -954,18 +959,42 @@ class Engine:
                 )
             ]
         account.status = cmd.status
-        return [EnterpriseStatusChanged(enterprise_id=cmd.enterprise_id, status=cmd.status)]
+        changed: list[Event] = [
+            EnterpriseStatusChanged(enterprise_id=cmd.enterprise_id, status=cmd.status)
+        ]
+        if cmd.status != ACTIVE:
+            changed += self._cancel_all(cmd.enterprise_id, "enterprise_suspended")
+        return changed
 
     def _freeze(self, cmd: c.FreezeAccount, position: int) -> list[Event]:
         account = self._account_or_reject(cmd.enterprise_id, "FreezeAccount")
         if isinstance(account, CommandRejected):
             return [account]
         account.frozen = cmd.frozen
-        return [
+        changed: list[Event] = [
             AccountFreezeChanged(
                 enterprise_id=cmd.enterprise_id, frozen=cmd.frozen, reason=cmd.reason
             )
         ]
+        if cmd.frozen:
+            changed += self._cancel_all(cmd.enterprise_id, "account_frozen")
+        return changed
+
+    def _cancel_all(self, enterprise_id: str, reason: str) -> list[Event]:
+        """Cancel every open order of an enterprise that may no longer trade, oldest
+        first, releasing their holds.
+
+        Refusing its new orders is not enough: a resting order is a standing offer
+        that the next incoming order would fill, moving cash and credits in and out
+        of an account that is suspended or frozen. The cancellations follow the
+        status change in the same step, so no command ever sees the one without
+        the other.
+        """
+        cancelled: list[Event] = []
+        for order in [o for o in self.orders.values() if o.enterprise_id == enterprise_id]:
+            self._take_off_book(order)
+            cancelled.append(self._cancel_remainder(order, reason))
+        return cancelled
 
     def _set_position_limit(self, cmd: c.SetPositionLimit, position: int) -> list[Event]:
         account = self._account_or_reject(cmd.enterprise_id, "SetPositionLimit")
@@ -1187,6 +1216,14 @@ class Engine:
         )
         if isinstance(account, CommandRejected):
             return [account]
+        if account.frozen:  # credits leave the account for good, as in a transfer out
+            return [
+                CommandRejected(
+                    command="RetireCredits",
+                    enterprise_id=cmd.enterprise_id,
+                    reason="account_frozen",
+                )
+            ]
         gone = account.take_credits(cmd.instrument, cmd.quantity)
         return [
             CreditsRetired(
