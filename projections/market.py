@@ -2,8 +2,10 @@
 
 Candles: 1m and 1h buckets are built from continuous trades as they happen; the daily
 candle is the engine's own ``TradingDayClosed`` (close = the day's VWAP, a day without
-trades carries the previous close, block trades excluded, as RULES.md says), so the
-chart and the next day's price band always agree. Block trades appear on the tape,
+trades carries the previous close), so the chart and the next day's price band always
+agree. Block trades are left out of the close, as on China's national carbon market:
+RULES.md does not say either way, and a negotiated price of a large block would
+otherwise move the next day's band for everyone. Block trades appear on the tape,
 flagged, but not in candles.
 """
 
