@@ -23,6 +23,7 @@ from services.exchange.calendar import calendar_named
 from services.exchange.config import EngineConfig
 from services.exchange.runner import EngineRunner
 from services.ticker import Ticker
+from services.version import VERSION
 
 __all__ = ["main"]
 
@@ -38,7 +39,7 @@ db_option = click.option(
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option("0.1.0", prog_name="carbonx")
+@click.version_option(VERSION, prog_name="carbonx")
 def main() -> None:
     """carbonx: carbon-credit registry, exchange and settlement, event-sourced."""
 

@@ -51,6 +51,16 @@ def test_readyz_reports_the_store_and_its_positions(store_url: str) -> None:
         assert body["checks"]["engine"] == {"ok": True, "consumed_position": 4, "lag": 0}
 
 
+def test_cli_and_openapi_report_the_installed_version(tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    installed = version("carbonx")
+    shown = CliRunner().invoke(main, ["--version"])
+    assert shown.exit_code == 0 and shown.output.strip() == f"carbonx, version {installed}"
+    with open_store(f"sqlite:///{tmp_path}/x.db") as store, TestClient(create_app(store)) as client:
+        assert client.get("/openapi.json").json()["info"]["version"] == installed
+
+
 def test_readyz_is_503_when_the_store_is_gone(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path}/x.db")
     app = create_app(store)

@@ -39,6 +39,7 @@ from services.gateway.routes import (
 )
 from services.gateway.routes.blocks import BLOCK_TRADES
 from services.gateway.submit import IntakeBatcher, OutcomeWatcher
+from services.version import VERSION
 
 __all__ = ["create_app"]
 
@@ -104,7 +105,7 @@ def create_app(
     app = FastAPI(
         lifespan=lifespan,
         title="carbonx",
-        version="0.2.0",
+        version=VERSION,
         summary="Carbon-credit registry, exchange and settlement",
         description=DESCRIPTION,
         default_response_class=OrjsonResponse,
