@@ -320,6 +320,9 @@ def instruments(db: SqlDatabase, band_bps: int, symbol: str | None = None) -> li
     found = []
     for row in rows:
         data = dict(zip(INSTRUMENTS.column_names, row, strict=True))
+        # The day's close rolls the row over to the next day at once (on_TradingDayClosed),
+        # so the latest official close is always the next session's previous close.
+        data["close"] = data["prev_close"]
         data["band_low"], data["band_high"] = price_band(data["prev_close"], band_bps)
         data["vwap"] = vwap(data["notional"], data["volume"]) if data["volume"] else None
         found.append(data)
@@ -342,14 +345,25 @@ def book(db: SqlDatabase, symbol: str, depth: int) -> dict[str, Any]:
 
 
 def trades(
-    db: SqlDatabase, symbol: str, after: int = 0, limit: int = 100, parties: bool = False
+    db: SqlDatabase, symbol: str, after: int | None = None, limit: int = 100, parties: bool = False
 ) -> list[dict[str, Any]]:
-    """The tape, newest first (after a journal position); parties only for regulators."""
-    rows = db.query(
-        "SELECT * FROM rm_trades WHERE instrument = %s AND position > %s "
-        "ORDER BY position DESC LIMIT %s",
-        (symbol, after, limit),
-    )
+    """The tape; parties only for regulators.
+
+    Without `after`: the latest `limit` trades, newest first (what a screen shows).
+    With `after`: the next `limit` trades after that journal position, oldest first, so
+    that paging on from the last one seen misses none.
+    """
+    if after is None:
+        rows = db.query(
+            "SELECT * FROM rm_trades WHERE instrument = %s ORDER BY position DESC LIMIT %s",
+            (symbol, limit),
+        )
+    else:
+        rows = db.query(
+            "SELECT * FROM rm_trades WHERE instrument = %s AND position > %s "
+            "ORDER BY position LIMIT %s",
+            (symbol, after, limit),
+        )
     found = []
     for row in rows:
         data = dict(zip(TRADES.column_names, row, strict=True))

@@ -121,6 +121,7 @@ def search_events(
                     "time": envelope["time"],
                     "cause": envelope.get("cause"),
                     "data": envelope["data"],
+                    "payload": envelope["data"],  # API.md's name; `data` kept for clients
                     "hash": row.hash,
                 }
             )

@@ -157,3 +157,42 @@ def test_bad_registry_input_is_refused_and_changes_nothing(live: Live) -> None:
     registered = live.store.sql.query("SELECT enterprise_id FROM rm_enterprises")
     assert sorted(e for (e,) in registered) == ["E-DEMO-1", "E-DEMO-2", "E-DEMO-3"]
     assert live.store.sql.query("SELECT COUNT(*) FROM rm_reports")[0][0] == 0
+
+
+def test_a_write_or_read_naming_an_unknown_resource_in_its_path_is_404(live: Live) -> None:
+    regulator = live.headers("regulator")
+    allocation = {"method": "benchmark", "params": {"benchmark_t_per_unit": "0.5"}}
+    for method, path, body, reason in (
+        ("POST", "/v1/enterprises/E-NOPE/approve", {}, "unknown_enterprise"),
+        ("POST", "/v1/enterprises/E-NOPE/suspend", {}, "unknown_enterprise"),
+        ("POST", "/v1/enterprises/E-NOPE/freeze", {"frozen": True}, "unknown_enterprise"),
+        ("POST", "/v1/periods/2099/close", None, "unknown_period"),
+        ("POST", "/v1/periods/2099/enforce", {"force": True}, "unknown_period"),
+        ("POST", "/v1/periods/2099/evaluate", {}, "unknown_period"),
+        ("PUT", "/v1/periods/2099/allocations/E-DEMO-1", allocation, "unknown_period"),
+        ("PUT", "/v1/periods/2025/allocations/E-NOPE", allocation, "unknown_enterprise"),
+        ("PUT", "/v1/periods/2099/sector-allocations/steel", allocation, "unknown_period"),
+        ("POST", "/v1/reports/R-NOPE/verification", {"accepted": True}, "unknown_report"),
+    ):
+        who = live.headers("verifier") if "verification" in path else regulator
+        answer = live.client.request(method, path, headers=who, json=body)
+        assert answer.status_code == 404, (path, answer.text)
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert answer.json()["reason"] == reason, (path, answer.text)
+    # The same refusals about a field of the body stay 422: the path exists.
+    deposit = live.client.post("/v1/cash/deposits", headers=live.headers("operator"),
+                               json={"enterprise_id": "E-NOPE", "amount": 10})  # fmt: skip
+    assert deposit.status_code == 422 and deposit.json()["reason"] == "unknown_enterprise"
+    report = live.client.post(
+        "/v1/enterprises/E-DEMO-1/reports", headers=live.headers("trader1"),
+        json={"period": "2099", "output_value": 1, "energy_tce": 1,
+              "sources": [{"kind": "fuel", "name": "raw_coal", "activity": 5, "unit": "t"}]},
+    )  # fmt: skip
+    assert report.status_code == 422 and report.json()["reason"] == "unknown_period"
+    # Reads: an enterprise that does not exist is unknown, not an empty page.
+    for page in ("balances", "ledger", "compliance"):
+        missing = live.client.get(f"/v1/enterprises/E-NOPE/{page}", headers=regulator)
+        assert missing.status_code == 404, (page, missing.text)
+        assert missing.headers["content-type"] == "application/problem+json"
+        known = live.client.get(f"/v1/enterprises/E-DEMO-1/{page}", headers=regulator)
+        assert known.status_code == 200, (page, known.text)

@@ -50,7 +50,8 @@ Carbon-credit registry, exchange and settlement for an industrial zone's pilot.
 
 Every write is a command on an append-only, hash-chained log; every read is a
 projection of it. Amounts are integers: prices in fen per tonne, quantities in tonnes,
-cash in fen. Authenticate with `Authorization: Bearer TOKEN`; writes accept an
+cash in fen. Authenticate with `Authorization: Bearer TOKEN` (the event stream,
+`GET /v1/stream`, also takes `?access_token=` for EventSource); writes accept an
 `Idempotency-Key` header. Errors are `application/problem+json`.
 """
 

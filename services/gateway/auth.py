@@ -29,6 +29,7 @@ __all__ = [
     "create_token",
     "ensure_auth_tables",
     "principal",
+    "stream_principal",
 ]
 
 ROLES = ("operator", "regulator", "verifier", "trader", "viewer")
@@ -129,20 +130,38 @@ class TokenCache:
 
 
 async def principal(request: Request) -> Principal:
-    """The caller, from ``Authorization: Bearer TOKEN`` (or ``?access_token=`` for
-    EventSource, which cannot set headers); 401 when absent or unknown."""
+    """The caller, from ``Authorization: Bearer TOKEN``; 401 when absent or unknown.
+
+    A token in the URL (``?access_token=``) is not accepted here: URLs end up in logs,
+    histories and referrers. Only the event stream takes one (:func:`stream_principal`).
+    """
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Problem(401, "Unauthorized", "send Authorization: Bearer TOKEN", auth_challenge=True)
+    return await _known(request, token.strip())
+
+
+async def stream_principal(request: Request) -> Principal:
+    """The caller of a server-sent-events route: as :func:`principal`, or from
+    ``?access_token=`` when there is no header (EventSource cannot set headers)."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         token = request.query_params.get("access_token", "")
-        if not token:
+        if not token.strip():
             raise Problem(
-                401, "Unauthorized", "send Authorization: Bearer TOKEN", auth_challenge=True
-            )
+                401, "Unauthorized", "send Authorization: Bearer TOKEN (or ?access_token=)",
+                auth_challenge=True,
+            )  # fmt: skip
+    return await _known(request, token.strip())
+
+
+async def _known(request: Request, token: str) -> Principal:
     cache: TokenCache = request.app.state.tokens
-    found = cache.cached(token.strip())
+    found = cache.cached(token)
     if found is None:  # first sight of this token: one query, off the event loop
-        found = await run_in_threadpool(cache.lookup, token.strip())
+        found = await run_in_threadpool(cache.lookup, token)
     if found is None:
         raise Problem(401, "Unauthorized", "unknown token", auth_challenge=True)
     return found

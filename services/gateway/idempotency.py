@@ -1,11 +1,12 @@
-"""``Idempotency-Key`` for every POST: a retried request gets the first response.
+"""``Idempotency-Key`` for every write: a retried request gets the first response.
 
-The key is scoped to the caller's token. The first request with a key claims it (a row
-inserted before any work), does the work, and stores its response; a repeat with the
-same body gets that stored response, byte for byte, and changes nothing; a repeat with
-another body is a client bug and gets 409, as does a repeat while the first is still
-being worked on. A request that fails with a server-side error releases its claim so
-that a retry can do the work.
+The key is scoped to the caller's token, and a request is its method, path and body
+(a DELETE has no body: the same key on another resource's path is another request).
+The first request with a key claims it (a row inserted before any work), does the work,
+and stores its response; a repeat of the same request gets that stored response, byte
+for byte, and changes nothing; a repeat with another request is a client bug and gets
+409, as does a repeat while the first is still being worked on. A request that fails
+with a server-side error releases its claim so that a retry can do the work.
 """
 
 from __future__ import annotations

@@ -6,11 +6,13 @@ coerced. Unknown fields are refused too, so a typo cannot silently mean "default
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
 __all__ = [
+    "AuditEvent",
+    "AuditEventsOut",
     "Balances",
     "BlockTradeIn",
     "Book",
@@ -223,7 +225,13 @@ class Market(BaseModel):
     vintage: int
     reference_price: int
     fee_bps: int
-    prev_close: int
+    prev_close: int = Field(description="the close the current session's band is based on")
+    close: int = Field(
+        description="the latest official daily close (fen/t): the VWAP of the most recent "
+        "closed trading day, carried over days without trades; the reference price until "
+        "the first close. A close starts the next session at once, so during a session "
+        "this is the previous day's close and equals `prev_close`"
+    )
     last: int | None
     open: int | None
     high: int | None
@@ -259,7 +267,14 @@ class Trade(BaseModel):
 
 
 class TradesOut(BaseModel):
-    trades: list[Trade]
+    trades: list[Trade] = Field(
+        description="without `after`: the latest trades, newest first; with `after`: the "
+        "trades after that position, oldest first"
+    )
+    next_after: int = Field(
+        description="the newest journal position in `trades` (else `after`, or 0): pass it "
+        "as `after` to get the trades that follow"
+    )
 
 
 class Candle(BaseModel):
@@ -350,3 +365,19 @@ class BlockTradeIn(Strict):
     buyer_id: Id
     quantity: Tonnes
     price: Price
+
+
+class AuditEvent(BaseModel):
+    position: int = Field(description="journal (or intake) position")
+    type: str
+    version: int = Field(description="the event type's schema version")
+    time: int = Field(description="µs since the epoch")
+    cause: int | None = Field(description="the intake position that caused it")
+    payload: dict[str, Any] = Field(description="the event's fields")
+    data: dict[str, Any] = Field(description="the same as `payload` (the original name)")
+    hash: str = Field(description="the entry's hash in the chain")
+
+
+class AuditEventsOut(BaseModel):
+    events: list[AuditEvent] = Field(description="oldest first")
+    next_after: int = Field(description="pass as `after` to continue")

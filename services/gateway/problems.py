@@ -9,6 +9,7 @@ becomes a 500, and even that answers in the same shape.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -83,8 +84,11 @@ def problem_response(
     return Response(orjson.dumps(body), status, headers=headers, media_type=PROBLEM_JSON)
 
 
-def _field(location: tuple[Any, ...]) -> str:
+def _field(error: Mapping[str, Any]) -> str:
     # ("body", "quantity") -> "quantity"; ("query", "depth") -> "depth"; nested -> a.b.0
+    location = tuple(error.get("loc", ()))
+    if error.get("type") == "json_invalid":
+        return "body"  # its location is ("body", character offset): the whole body
     parts = [str(p) for p in location[1:]] or [str(p) for p in location]
     return ".".join(parts)
 
@@ -105,10 +109,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, error: RequestValidationError) -> Response:
-        errors = [
-            FieldError(_field(tuple(e.get("loc", ()))), str(e.get("msg", "invalid")))
-            for e in error.errors()
-        ]
+        errors = [FieldError(_field(e), str(e.get("msg", "invalid"))) for e in error.errors()]
         return problem_response(422, "Invalid request", "the request has invalid fields", errors)
 
     @app.exception_handler(StarletteHTTPException)

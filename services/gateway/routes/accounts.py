@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -18,7 +19,13 @@ from services.gateway.context import Gateway, gateway
 from services.gateway.idempotency import idempotent
 from services.gateway.problems import Problem
 from services.gateway.requests import OrjsonRoute
-from services.gateway.routes.common import ERRORS, MAX_POSITION, json
+from services.gateway.routes.common import (
+    CONFLICTS,
+    ERRORS,
+    MAX_POSITION,
+    json,
+    require_enterprise_exists,
+)
 
 __all__ = ["router", "submit_command"]
 
@@ -36,43 +43,32 @@ async def submit_command(
     answer: dict[str, Any] | None = None,
     status: int = 201,
     check_instrument: bool = True,
+    not_found: Collection[str] = (),
 ) -> Response:
-    """Send a command (idempotently), wait for the engine, map a refusal to a problem."""
+    """Send a command (idempotently), wait for the engine, map a refusal to a problem.
+
+    `not_found`: the refusals that mean the resource named in the path does not exist
+    (`unknown_period` on `/v1/periods/{period}/close`): 404, as for any unknown path.
+    The same reason about a body field (`unknown_enterprise` on a deposit) stays 422."""
 
     async def work() -> Response:
         result = await ctx.send_and_wait(command, check_instrument)
         if result.get("via") == "kafka":
             return json({"status": "pending"}, 202)
-        if result.get("reject_reason"):
+        reason = result.get("reject_reason")
+        if reason:
             detail = result.get("detail") or ""
             raise Problem(
-                409 if result["reject_reason"] in _CONFLICTS else 422,
-                "Refused",
-                f"the engine refused the command: {result['reject_reason']}"
-                + (f" ({detail})" if detail else ""),
-                reason=result["reject_reason"],
+                404 if reason in not_found else 409 if reason in CONFLICTS else 422,
+                "Not Found" if reason in not_found else "Refused",
+                f"the engine refused the command: {reason}" + (f" ({detail})" if detail else ""),
+                reason=reason,
                 position=result["first_position"],
             )
         body = {"position": result["last_position"], "intake_position": result["cause"]}
         return json({**(answer or {}), **body}, status)
 
     return await idempotent(request, caller, payload, work)
-
-
-#: Refusals that are about the state, not the input: 409 rather than 422.
-_CONFLICTS = {
-    "already_listed",
-    "already_registered",
-    "account_frozen",
-    "before_deadline",
-    "duplicate_credit_code",
-    "invalid_transition",
-    "not_awaiting_verification",
-    "period_closed",
-    "period_exists",
-    "period_open",
-    "stale_version",
-}
 
 
 @router.post("/v1/instruments", status_code=201, responses=ERRORS)
@@ -178,5 +174,6 @@ async def ledger(
 ) -> Response:
     """Every posting on the enterprise's accounts, with its journal position."""
     caller.require_enterprise(enterprise_id)
+    await run_in_threadpool(require_enterprise_exists, ctx.store.sql, enterprise_id)
     entries = await run_in_threadpool(ledger_of, ctx.store.sql, enterprise_id, after, limit)
     return json({"enterprise_id": enterprise_id, "entries": entries})

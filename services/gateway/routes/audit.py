@@ -12,6 +12,7 @@ from starlette.responses import Response
 from projections.surveillance import summary
 from services.audit import search_events, verify_store
 from services.exchange.asof import parse_point, report, state_as_of
+from services.gateway import models as m
 from services.gateway.auth import Principal, principal
 from services.gateway.context import Gateway, gateway
 from services.gateway.problems import Problem
@@ -25,7 +26,7 @@ Caller = Annotated[Principal, Depends(principal)]
 Ctx = Annotated[Gateway, Depends(gateway)]
 
 
-@router.get("/v1/audit/events", responses=ERRORS)
+@router.get("/v1/audit/events", response_model=m.AuditEventsOut, responses=ERRORS)
 async def events(
     caller: Caller,
     ctx: Ctx,

@@ -118,11 +118,16 @@ async def get_block(block_trade_id: BlockId, caller: Caller, ctx: Ctx) -> Respon
 
 @router.post("/v1/block-trades/{block_trade_id}/confirm", responses=ERRORS)
 async def confirm(block_trade_id: BlockId, request: Request, caller: Caller, ctx: Ctx) -> Response:
-    """The other side confirms: the engine checks and settles the trade in one step."""
+    """The other side confirms: the engine checks and settles the trade in one step.
+    With an `Idempotency-Key`, a repeat gets the first answer (not "already executed")."""
     block = await run_in_threadpool(_load, ctx, block_trade_id)
     _visible(caller, block)
     other = block["buyer_id"] if block["proposed_by"] == block["seller_id"] else block["seller_id"]
     caller.require_enterprise(other, write=True)
+    return await idempotent(request, caller, None, lambda: _confirm(ctx, block_trade_id, block))
+
+
+async def _confirm(ctx: Gateway, block_trade_id: str, block: dict[str, Any]) -> Response:
     if block["status"] != "proposed":
         raise Problem(409, "Conflict", f"the block trade is {block['status']}")
     if not await run_in_threadpool(_set, ctx, block_trade_id, "proposed", status="confirming"):
@@ -156,12 +161,17 @@ async def confirm(block_trade_id: BlockId, request: Request, caller: Caller, ctx
 
 
 @router.delete("/v1/block-trades/{block_trade_id}", responses=ERRORS)
-async def withdraw(block_trade_id: BlockId, caller: Caller, ctx: Ctx) -> Response:
-    """Withdraw (the proposer) or decline (the other side) a proposal."""
+async def withdraw(block_trade_id: BlockId, request: Request, caller: Caller, ctx: Ctx) -> Response:
+    """Withdraw (the proposer) or decline (the other side) a proposal. With an
+    `Idempotency-Key`, a repeat gets the first answer."""
     block = await run_in_threadpool(_load, ctx, block_trade_id)
     _visible(caller, block)
     if caller.role != "trader":
         raise Problem(403, "Forbidden", "only the parties' traders may withdraw or decline")
-    if not await run_in_threadpool(_set, ctx, block_trade_id, "proposed", status="withdrawn"):
-        raise Problem(409, "Conflict", f"the block trade is {block['status']}")
-    return json({**block, "status": "withdrawn"})
+
+    async def work() -> Response:
+        if not await run_in_threadpool(_set, ctx, block_trade_id, "proposed", status="withdrawn"):
+            raise Problem(409, "Conflict", f"the block trade is {block['status']}")
+        return json({**block, "status": "withdrawn"})
+
+    return await idempotent(request, caller, None, work)

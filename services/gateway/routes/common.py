@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.gateway.models import Problem
-from services.gateway.problems import PROBLEM_JSON
+from infra.sqldb import SqlDatabase
+from services.gateway.models import Problem as ProblemBody
+from services.gateway.problems import PROBLEM_JSON, Problem
 from services.gateway.responses import OrjsonResponse
 
-__all__ = ["ERRORS", "MAX_POSITION", "json"]
+__all__ = ["CONFLICTS", "ERRORS", "MAX_POSITION", "json", "require_enterprise_exists"]
 
 #: Positions and ids are BIGINT: anything larger is refused as input, never reaches SQL.
 MAX_POSITION = 2**63 - 1
 
-_PROBLEM = {"model": Problem, "content": {PROBLEM_JSON: {}}}
+_PROBLEM = {"model": ProblemBody, "content": {PROBLEM_JSON: {}}}
 #: The error answers every route may give (documented in OpenAPI).
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {**_PROBLEM, "description": text}
@@ -29,5 +30,33 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+#: Refusals that are about the state, not the input: 409 rather than 422.
+CONFLICTS = {
+    "already_listed",
+    "already_registered",
+    "account_frozen",
+    "before_deadline",
+    "duplicate_credit_code",
+    "invalid_transition",
+    "not_awaiting_verification",
+    "period_closed",
+    "period_exists",
+    "period_open",
+    "stale_version",
+}
+
+
 def json(content: Any, status: int = 200) -> OrjsonResponse:
     return OrjsonResponse(content, status_code=status)
+
+
+def require_enterprise_exists(db: SqlDatabase, enterprise_id: str) -> None:
+    """404 unless the enterprise is registered or has an exchange account: a page about
+    an enterprise that does not exist is "unknown", not an empty list."""
+    rows = db.query(
+        "SELECT 1 FROM rm_enterprises WHERE enterprise_id = %s "
+        "UNION ALL SELECT 1 FROM rm_accounts WHERE enterprise_id = %s",
+        (enterprise_id, enterprise_id),
+    )
+    if not rows:
+        raise Problem(404, "Not Found", f"no enterprise {enterprise_id}")

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
 from projections.projector import tracking_positions
-from services.gateway.auth import Principal, principal
+from services.gateway.auth import Principal, stream_principal
 from services.gateway.context import Gateway, gateway
 from services.gateway.requests import OrjsonRoute
 from services.gateway.routes.common import ERRORS, MAX_POSITION
@@ -24,7 +24,8 @@ from services.gateway.routes.common import ERRORS, MAX_POSITION
 __all__ = ["router"]
 
 router = APIRouter(tags=["streaming"], route_class=OrjsonRoute)
-Caller = Annotated[Principal, Depends(principal)]
+#: EventSource cannot send headers: the stream also takes `?access_token=`.
+Caller = Annotated[Principal, Depends(stream_principal)]
 Ctx = Annotated[Gateway, Depends(gateway)]
 
 ORDER_EVENTS = {

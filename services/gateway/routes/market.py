@@ -32,7 +32,7 @@ def _market(ctx: Gateway, symbol: str) -> dict[str, object]:
 
 @router.get("/v1/markets", response_model=m.MarketsOut, responses=ERRORS)
 async def markets(caller: Caller, ctx: Ctx) -> Response:
-    """Every listed instrument: last, the day's open/high/low, previous close, band."""
+    """Every listed instrument: last, the day's open/high/low, the latest close, band."""
     found = await run_in_threadpool(read.instruments, ctx.store.sql, ctx.config.band_bps)
     return json({"markets": found})
 
@@ -56,13 +56,29 @@ async def trades(
     symbol: str,
     caller: Caller,
     ctx: Ctx,
-    after: Annotated[int, Query(ge=0, le=MAX_POSITION, description="journal position")] = 0,
+    after: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            le=MAX_POSITION,
+            description="journal position: the trades after it, oldest first "
+            "(without it: the latest trades, newest first)",
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
-    """The tape, newest first; block trades are flagged `block`."""
+    """The tape; block trades are flagged `block`.
+
+    Without `after`: the latest `limit` trades, newest first. With `after=P`: the next
+    `limit` trades after journal position P, oldest first. `next_after` is where to go on
+    from: the newest position in the answer (P itself, or 0, when it is empty), so
+    `?after=0`, then `?after={next_after}` again and again, walks the whole tape in order
+    and then follows new trades.
+    """
     await run_in_threadpool(_market, ctx, symbol)
     found = await run_in_threadpool(read.trades, ctx.store.sql, symbol, after, limit)
-    return json({"trades": found})
+    newest = max((t["position"] for t in found), default=after or 0)
+    return json({"trades": found, "next_after": newest})
 
 
 @router.get("/v1/markets/{symbol}/candles", response_model=m.CandlesOut, responses=ERRORS)

@@ -20,7 +20,7 @@ from services.gateway.context import Gateway, gateway
 from services.gateway.idempotency import idempotent
 from services.gateway.problems import Problem
 from services.gateway.requests import OrjsonRoute
-from services.gateway.routes.common import ERRORS, MAX_POSITION, json
+from services.gateway.routes.common import CONFLICTS, ERRORS, MAX_POSITION, json
 from services.gateway.submit import ReusedClientOrderId, used_client_ids
 
 __all__ = ["router"]
@@ -263,6 +263,13 @@ async def list_orders(
     return json({"orders": found})
 
 
+#: Refusals of a cancel, reduce or reprice that are about the order's or the account's
+#: state (409); the others are about the input (a quantity or price that cannot be
+#: taken) and get 422, as on every other write. The order itself was found before the
+#: command was sent, so the engine's `unknown_order` means "no longer open".
+_AMEND_CONFLICTS = CONFLICTS | {"unknown_order", "not_owner"}
+
+
 async def _amend(
     ctx: Gateway,
     caller: Principal,
@@ -270,13 +277,14 @@ async def _amend(
     command: c.CancelOrder | c.ReduceOrder | c.RepriceOrder,
 ) -> Response:
     result = await ctx.send_and_wait(command, check_instrument=False)
-    if result.get("reject_reason"):
+    reason = result.get("reject_reason")
+    if reason:
         raise Problem(
-            409,
-            "Conflict",
-            f"the engine refused: {result['reject_reason']}"
+            409 if reason in _AMEND_CONFLICTS else 422,
+            "Conflict" if reason in _AMEND_CONFLICTS else "Refused",
+            f"the engine refused: {reason}"
             + (f" ({result['detail']})" if result.get("detail") else ""),
-            reason=result["reject_reason"],
+            reason=reason,
         )
     if result.get("via") == "kafka":
         return json({"order_id": order_id, "status": "pending"}, 202)
@@ -284,16 +292,14 @@ async def _amend(
 
 
 @router.delete("/v1/orders/{order_id}", response_model=m.OrderOut, responses=ERRORS)
-async def cancel_order(order_id: OrderId, caller: Caller, ctx: Ctx) -> Response:
-    """Cancel the remainder; the hold is released."""
+async def cancel_order(order_id: OrderId, request: Request, caller: Caller, ctx: Ctx) -> Response:
+    """Cancel the remainder; the hold is released. With an `Idempotency-Key`, a repeat
+    gets the first answer (the key covers the method and path: the same key on another
+    order is a 409)."""
     found = await run_in_threadpool(_visible_order, ctx, caller, order_id)
     caller.require_enterprise(found["enterprise_id"], write=True)
-    return await _amend(
-        ctx,
-        caller,
-        order_id,
-        c.CancelOrder(order_id=order_id, enterprise_id=found["enterprise_id"]),
-    )
+    command = c.CancelOrder(order_id=order_id, enterprise_id=found["enterprise_id"])
+    return await idempotent(request, caller, None, lambda: _amend(ctx, caller, order_id, command))
 
 
 @router.post(
@@ -358,8 +364,13 @@ async def cancel_orders(
 
 
 @router.patch("/v1/orders/{order_id}", response_model=m.OrderOut, responses=ERRORS)
-async def amend_order(order_id: OrderId, body: m.OrderPatch, caller: Caller, ctx: Ctx) -> Response:
-    """`{quantity}` reduces (keeps priority); `{price}` reprices (loses priority)."""
+async def amend_order(
+    order_id: OrderId, body: m.OrderPatch, request: Request, caller: Caller, ctx: Ctx
+) -> Response:
+    """`{quantity}` reduces (keeps priority); `{price}` reprices (loses priority).
+
+    A refusal about the order's state (no longer open) is a 409; one about the input
+    (a quantity that does not reduce, a price outside the band) a 422 with `reason`."""
     if (body.quantity is None) == (body.price is None):
         raise Problem(
             422, "Invalid request", "give exactly one of quantity or price",
@@ -374,4 +385,4 @@ async def amend_order(order_id: OrderId, body: m.OrderPatch, caller: Caller, ctx
     else:
         assert body.price is not None
         command = c.RepriceOrder(order_id=order_id, enterprise_id=eid, price=body.price)
-    return await _amend(ctx, caller, order_id, command)
+    return await idempotent(request, caller, body, lambda: _amend(ctx, caller, order_id, command))

@@ -28,7 +28,7 @@ from services.gateway.context import Gateway, gateway
 from services.gateway.problems import Problem
 from services.gateway.requests import OrjsonRoute
 from services.gateway.routes.accounts import submit_command
-from services.gateway.routes.common import ERRORS, json
+from services.gateway.routes.common import ERRORS, json, require_enterprise_exists
 
 __all__ = ["router"]
 
@@ -38,6 +38,10 @@ Ctx = Annotated[Gateway, Depends(gateway)]
 Period = Annotated[str, Path(min_length=1, max_length=16, pattern=r"^[0-9]{4}[A-Za-z0-9]*$")]
 EnterpriseId = Annotated[str, Path(min_length=1, max_length=64)]
 Amount = Annotated[Decimal, Field(allow_inf_nan=False, max_digits=30)]
+#: The engine's refusals that mean the enterprise or period named in the path does not
+#: exist: 404 (an unknown period in a body, as on a report, stays 422).
+_NO_ENTERPRISE = frozenset({"unknown_enterprise"})
+_NO_PERIOD = frozenset({"unknown_period"})
 
 
 class _In(BaseModel):
@@ -189,8 +193,9 @@ async def _status(
     command = r.ChangeEnterpriseStatus(enterprise_id=enterprise_id, action=action, reason=reason)
     payload = {"action": action, "enterprise_id": enterprise_id, "reason": reason}
     return await submit_command(
-        request, caller, ctx, payload, command, {"enterprise_id": enterprise_id}, status=200
-    )
+        request, caller, ctx, payload, command, {"enterprise_id": enterprise_id}, status=200,
+        not_found=_NO_ENTERPRISE,
+    )  # fmt: skip
 
 
 @router.post("/v1/enterprises/{enterprise_id}/approve", responses=ERRORS)
@@ -229,6 +234,7 @@ async def freeze(
     return await submit_command(
         request, caller, ctx, {"enterprise_id": enterprise_id, **body.model_dump()}, command,
         {"enterprise_id": enterprise_id, "frozen": body.frozen}, status=200,
+        not_found=_NO_ENTERPRISE,
     )  # fmt: skip
 
 
@@ -262,7 +268,7 @@ async def submit_report(
     report_id = r.report_id(enterprise_id, body.period)
     response = await submit_command(
         request, caller, ctx, _plain(body.model_dump(mode="json")), command,
-        {"report_id": report_id},
+        {"report_id": report_id}, not_found=_NO_ENTERPRISE,
     )  # fmt: skip
     if response.status_code == 201:
         versions = await run_in_threadpool(read.report, ctx.store.sql, report_id)
@@ -335,6 +341,7 @@ async def verify_report(
     return await submit_command(
         request, caller, ctx, {"report_id": report_id, **body.model_dump()}, command,
         {"report_id": report_id, "accepted": body.accepted}, status=200,
+        not_found={"unknown_report"},
     )  # fmt: skip
 
 
@@ -366,7 +373,7 @@ async def close_period(period: Period, request: Request, caller: Caller, ctx: Ct
     caller.require("regulator")
     return await submit_command(
         request, caller, ctx, {"period": period}, r.ClosePeriod(period=period),
-        {"period": period}, status=200,
+        {"period": period}, status=200, not_found=_NO_PERIOD,
     )  # fmt: skip
 
 
@@ -381,6 +388,7 @@ async def enforce_period(
     return await submit_command(
         request, caller, ctx, {"period": period, "force": force},
         r.EnforcePeriod(period=period, force=force), {"period": period}, status=200,
+        not_found=_NO_PERIOD,
     )  # fmt: skip
 
 
@@ -394,6 +402,7 @@ async def evaluate_period(
     return await submit_command(
         request, caller, ctx, {"period": period, "weights": weights},
         r.EvaluatePeriod(period=period, weights=weights), {"period": period}, status=200,
+        not_found=_NO_PERIOD,
     )  # fmt: skip
 
 
@@ -416,6 +425,7 @@ async def allocate(
         request, caller, ctx, {"period": period, "enterprise_id": enterprise_id,
                                "method": body.method, "params": params},
         command, {"period": period, "enterprise_id": enterprise_id}, status=200,
+        not_found={*_NO_PERIOD, *_NO_ENTERPRISE},
     )  # fmt: skip
 
 
@@ -435,7 +445,7 @@ async def allocate_sector(
     return await submit_command(
         request, caller, ctx, {"period": period, "sector": sector, "method": body.method,
                                "params": params},
-        command, {"period": period, "sector": sector}, status=200,
+        command, {"period": period, "sector": sector}, status=200, not_found=_NO_PERIOD,
     )  # fmt: skip
 
 
@@ -465,6 +475,7 @@ async def compliance(enterprise_id: EnterpriseId, caller: Caller, ctx: Ctx) -> R
     """Per period: verified emissions, quota (with its inputs), surplus or deficit,
     surrendered, outstanding, shortfall, penalty, status."""
     caller.require_enterprise(enterprise_id)
+    await run_in_threadpool(require_enterprise_exists, ctx.store.sql, enterprise_id)
     found = await run_in_threadpool(read.compliance_of, ctx.store.sql, enterprise_id)
     return json({"enterprise_id": enterprise_id, "periods": found})
 
