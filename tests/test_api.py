@@ -267,6 +267,7 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, set[str]]] = [
     ("POST", f"/v1/enterprises/{E1}/suspend", {}, {"regulator"}),
     ("POST", f"/v1/enterprises/{E1}/reinstate", {}, {"regulator"}),
     ("POST", f"/v1/enterprises/{E1}/freeze", {"frozen": False}, {"regulator"}),
+    ("PUT", f"/v1/enterprises/{E1}/position-limit", {"limit": 0}, {"regulator"}),
     ("POST", "/v1/periods", {"period": "2032"}, {"regulator"}),
     ("PUT", f"/v1/periods/2032/allocations/{E1}",
      {"method": "benchmark", "params": {"benchmark_t_per_unit": "0.5"}}, {"regulator"}),
@@ -319,7 +320,8 @@ def test_every_endpoint_for_every_role(live: Live) -> None:
                     assert answer.status_code == 200, (role, method, path, answer.text)
             else:
                 assert answer.status_code == 403, (role, method, path, answer.text)
-    # Cancel last (it ends the order): only its own trader.
+    # The matrix's suspension of E1 cancelled that order: cancel a new one, last.
+    order_id = live.order("trader1", E1, side="sell", quantity=40, price=6_200).json()["order_id"]
     for role in ("operator", "regulator", "verifier", "trader2", "viewer1"):
         denied = live.client.delete(f"/v1/orders/{order_id}", headers=live.headers(role))
         assert denied.status_code == 403, role
@@ -778,3 +780,57 @@ def test_a_token_in_the_url_is_only_for_the_event_stream(live: Live) -> None:
     assert read.status_code == 401
     # With the header, the same token works; the stream's own test covers ?access_token=.
     assert live.client.get("/v1/markets", headers=live.headers("operator")).status_code == 200
+
+
+def test_suspending_or_freezing_cancels_the_open_orders_and_releases_holds(live: Live) -> None:
+    buy = live.order("trader2", E2, side="buy", quantity=10, price=5_900).json()
+    sell = live.order("trader2", E2, side="sell", quantity=10, price=6_400).json()
+    held = _balances(live, "trader2", E2)
+    assert held["cash"]["held"] > 0 and held["credits"]["HCC-2025"]["held"] == 10
+    regulator = live.headers("regulator")
+    suspended = live.client.post(f"/v1/enterprises/{E2}/suspend", headers=regulator, json={})
+    assert suspended.status_code == 200, suspended.text
+    for placed in (buy, sell):
+        order = live.client.get(f"/v1/orders/{placed['order_id']}", headers=regulator).json()
+        assert order["status"] == "cancelled", order
+    released = _balances(live, "trader2", E2)
+    assert released["cash"]["held"] == 0 and released["credits"]["HCC-2025"]["held"] == 0
+    assert released["cash"]["available"] == held["cash"]["available"] + held["cash"]["held"]
+    # Nothing of E2's is left for another enterprise's order to meet.
+    hit = live.order("trader1", E1, side="sell", quantity=10, price=5_900).json()
+    assert hit["status"] == "open" and hit["fills"] == []
+
+    reinstated = live.client.post(f"/v1/enterprises/{E2}/reinstate", headers=regulator, json={})
+    assert reinstated.status_code == 200, reinstated.text
+    again = live.order("trader2", E2, side="buy", quantity=5, price=5_800).json()
+    assert again["status"] == "open"
+    frozen = live.client.post(
+        f"/v1/enterprises/{E2}/freeze", headers=regulator, json={"frozen": True, "reason": "x"}
+    )
+    assert frozen.status_code == 200, frozen.text
+    order = live.client.get(f"/v1/orders/{again['order_id']}", headers=regulator).json()
+    assert order["status"] == "cancelled"
+    assert _balances(live, "trader2", E2)["cash"]["held"] == 0
+
+
+def test_a_regulator_sets_a_position_limit_that_orders_then_meet(live: Live) -> None:
+    path = f"/v1/enterprises/{E2}/position-limit"
+    regulator = live.headers("regulator")
+    bad = live.client.put(path, headers=regulator, json={"limit": -1})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "limit"
+    unknown = live.client.put(
+        "/v1/enterprises/E-NOPE/position-limit", headers=regulator, json={"limit": 5}
+    )
+    assert unknown.status_code == 404
+    holdings = _balances(live, "trader2", E2)["credits"]["HCC-2025"]
+    limit = holdings["available"] + holdings["held"] + 10
+    done = live.client.put(path, headers=regulator, json={"limit": limit})
+    assert done.status_code == 200, done.text
+    assert done.json()["enterprise_id"] == E2 and done.json()["limit"] == limit
+    over = live.order("trader2", E2, side="buy", quantity=11, price=5_900)
+    assert over.status_code == 422 and over.json()["reason"] == "position_limit", over.text
+    within = live.order("trader2", E2, side="buy", quantity=10, price=5_900)
+    assert within.status_code == 201, within.text
+    lifted = live.client.put(path, headers=regulator, json={"limit": 0})
+    assert lifted.status_code == 200
+    assert live.order("trader2", E2, side="buy", quantity=11, price=5_900).status_code == 201

@@ -1464,8 +1464,10 @@ class _EnginePort:
         self._engine.accounts[enterprise_id] = Account(enterprise_id)
         return AccountOpened(enterprise_id=enterprise_id)
 
-    def set_trading_status(self, enterprise_id: str, status: str) -> None:
-        self._engine.accounts[enterprise_id].status = status
+    def set_trading_status(self, enterprise_id: str, status: str) -> list[Event]:
+        engine = self._engine
+        engine.accounts[enterprise_id].status = status
+        return [] if status == ACTIVE else engine._cancel_all(enterprise_id, "enterprise_suspended")
 
     def instrument_vintage(self, symbol: str) -> int | None:
         inst = self._engine.instruments.get(symbol)

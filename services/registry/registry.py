@@ -99,7 +99,10 @@ class ExchangePort(Protocol):
 
     def open_account(self, enterprise_id: str) -> Event: ...
 
-    def set_trading_status(self, enterprise_id: str, status: str) -> None: ...
+    def set_trading_status(self, enterprise_id: str, status: str) -> list[Event]:
+        """Let the enterprise trade (``active``) or not; the cancellations of its open
+        orders that a suspension implies."""
+        ...
 
     def instrument_vintage(self, symbol: str) -> int | None: ...
 
@@ -269,9 +272,10 @@ class Registry:
         results: list[Event] = []
         if not port.has_account(cmd.enterprise_id):
             results.append(port.open_account(cmd.enterprise_id))
-        port.set_trading_status(cmd.enterprise_id, after)
+        cancelled = port.set_trading_status(cmd.enterprise_id, after)
         enterprise.change_status(after, cmd.reason, time)
         results.append(EnterpriseStatusChanged(enterprise_id=cmd.enterprise_id, status=after))
+        results += cancelled  # after the change that causes them, as the engine's own
         return results
 
     # ------------------------------------------------------------------ periods

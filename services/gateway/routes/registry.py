@@ -65,6 +65,19 @@ class FreezeIn(_In):
     reason: Annotated[str, Field(max_length=200)] = ""
 
 
+class PositionLimitIn(_In):
+    limit: Annotated[
+        int,
+        Field(
+            strict=True,
+            ge=0,
+            le=10**12,
+            description="tonnes CO2e an enterprise may hold plus buy on open orders; 0 "
+            "removes the limit. RULES.md: its annual allocation + 1,000,000 t",
+        ),
+    ]
+
+
 class PeriodIn(_In):
     period: Annotated[str, Field(min_length=4, max_length=16, pattern=r"^[0-9]{4}[A-Za-z0-9]*$")]
     deadline: datetime | None = Field(
@@ -212,7 +225,7 @@ async def suspend(
     enterprise_id: EnterpriseId, request: Request, caller: Caller, ctx: Ctx,
     body: StatusIn | None = None,
 ) -> Response:  # fmt: skip
-    """Suspend: no new orders."""
+    """Suspend: no orders. Its open orders are cancelled and their holds released."""
     return await _status("suspend", enterprise_id, body, request, caller, ctx)
 
 
@@ -228,12 +241,31 @@ async def reinstate(
 async def freeze(
     enterprise_id: EnterpriseId, body: FreezeIn, request: Request, caller: Caller, ctx: Ctx
 ) -> Response:
-    """Freeze (or unfreeze) an account: no orders, no withdrawals (regulator)."""
+    """Freeze (or unfreeze) an account: no orders, no withdrawals, no transfers or
+    retirements out (regulator). Freezing cancels its open orders and releases their
+    holds."""
     caller.require("regulator")
     command = c.FreezeAccount(enterprise_id=enterprise_id, frozen=body.frozen, reason=body.reason)
     return await submit_command(
         request, caller, ctx, {"enterprise_id": enterprise_id, **body.model_dump()}, command,
         {"enterprise_id": enterprise_id, "frozen": body.frozen}, status=200,
+        not_found=_NO_ENTERPRISE,
+    )  # fmt: skip
+
+
+@router.put("/v1/enterprises/{enterprise_id}/position-limit", responses=ERRORS)
+async def set_position_limit(
+    enterprise_id: EnterpriseId, body: PositionLimitIn, request: Request, caller: Caller,
+    ctx: Ctx,
+) -> Response:  # fmt: skip
+    """Set the enterprise's position limit (RULES.md, optional): an order or block trade
+    that would take its holdings plus open buys beyond it is refused
+    (`position_limit`). 0 removes it (regulator)."""
+    caller.require("regulator")
+    command = c.SetPositionLimit(enterprise_id=enterprise_id, limit=body.limit)
+    return await submit_command(
+        request, caller, ctx, {"enterprise_id": enterprise_id, "limit": body.limit}, command,
+        {"enterprise_id": enterprise_id, "limit": body.limit}, status=200,
         not_found=_NO_ENTERPRISE,
     )  # fmt: skip
 
