@@ -133,7 +133,11 @@ class CancelBatchIn(Strict):
 class OrderPatch(Strict):
     """Exactly one of: `quantity` (reduce, keeps priority) or `price` (loses priority)."""
 
-    quantity: Tonnes | None = None
+    quantity: Tonnes | None = Field(
+        None,
+        description="the new REMAINING quantity (below the current remaining one): an "
+        "order of 100 t with 60 t filled, reduced to 30, has quantity 90 and 30 remaining",
+    )
     price: Price | None = None
 
 
@@ -143,7 +147,11 @@ class Fill(BaseModel):
     price: int
     quantity: int
     fee: int
-    counterparty_side: Literal["maker", "taker"]
+    counterparty_side: Literal["maker", "taker"] = Field(
+        description="this order's own role in the fill: `maker` when it was resting on "
+        "the book, `taker` when it was the incoming order (the name is kept for API "
+        "stability)"
+    )
 
 
 class OrderOut(BaseModel):

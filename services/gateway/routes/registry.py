@@ -278,7 +278,11 @@ async def submit_report(
     enterprise_id: EnterpriseId, body: ReportIn, request: Request, caller: Caller, ctx: Ctx
 ) -> Response:
     """Submit (or amend: a new version) the period's emission report; answers with the
-    computed emissions. Only a trader of that enterprise."""
+    computed emissions. Only a trader of that enterprise.
+
+    `emissions_t` and `emissions_kg` are decimal strings, not integers: RULES.md keeps
+    emissions exact as decimals and rounds only where credits or obligations are made
+    (the period's close); money and credits are the integers."""
     caller.require_enterprise(enterprise_id, write=True)
     sources = []
     for source in body.sources:
