@@ -26,6 +26,7 @@ __all__ = [
     "RepriceOrder",
     "RetireCredits",
     "SetEnterpriseStatus",
+    "SetOrderQueuing",
     "SetPositionLimit",
     "SurrenderCredits",
     "Tick",
@@ -124,6 +125,15 @@ class RetireCredits(Event):
     quantity: int
     beneficiary: str
     reason: str
+
+
+@event_type("SetOrderQueuing")
+class SetOrderQueuing(Event):
+    """The operator turns on (or off) queuing of limit orders that arrive outside the
+    trading sessions, for the next session (RULES.md); off, they are refused
+    (`market_closed`)."""
+
+    enabled: bool
 
 
 @event_type("SetPositionLimit")

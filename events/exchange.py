@@ -15,9 +15,12 @@ __all__ = [
     "OrderAccepted",
     "OrderCancelled",
     "OrderExpired",
+    "OrderQueued",
+    "OrderQueuingSet",
     "OrderReduced",
     "OrderRejected",
     "OrderRepriced",
+    "QueuedOrdersReleased",
     "TradeExecuted",
     "TradingDayClosed",
 ]
@@ -45,6 +48,44 @@ class OrderAccepted(Event):
     expire_at: int
     held_cash: int
     held_credits: int
+
+
+@event_type("OrderQueued")
+class OrderQueued(Event):
+    """A limit order that arrived outside the trading sessions while the operator has
+    queuing on (RULES.md): kept for the next session, where it is decided like an order
+    arriving then (its checks, its hold, its place in the book, in arrival order). It
+    holds nothing while it waits: the cash or credits it will need are checked when it
+    is released, and it can be cancelled meanwhile."""
+
+    order_id: int
+    client_order_id: str
+    enterprise_id: str
+    instrument: str
+    side: str
+    price: int
+    quantity: int
+    time_in_force: str
+    post_only: bool
+    expire_at: int
+
+
+@event_type("OrderQueuingSet")
+class OrderQueuingSet(Event):
+    """The operator turned queuing of out-of-session limit orders on or off."""
+
+    enabled: bool
+
+
+@event_type("QueuedOrdersReleased")
+class QueuedOrdersReleased(Event):
+    """The session opened: the queued orders are placed now, oldest first. The `results`
+    events that follow this one in the journal are theirs (their orders' acceptances,
+    trades, refusals), not the command's during which the session was found open: so a
+    reader that answers commands can tell the two apart."""
+
+    orders: int
+    results: int
 
 
 @event_type("OrderRejected")

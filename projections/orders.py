@@ -66,7 +66,8 @@ FILLS = Table(
     ),
     key=("order_id", "trade_id"),
 )
-OPEN_STATUSES = ("open", "partially_filled")
+#: Orders that are not done: on the book, or queued for the next session.
+OPEN_STATUSES = ("open", "partially_filled", "queued")
 _ENDED = {"filled", "cancelled", "expired", "rejected"}
 
 # Column indexes into an order row (a list, for cheap in-place updates).
@@ -84,7 +85,9 @@ class Orders(Projection):
         self._fills: list[tuple[Any, ...]] = []
 
     def load(self, db: SqlDatabase) -> None:
-        for row in db.query("SELECT * FROM rm_orders WHERE status IN ('open', 'partially_filled')"):
+        for row in db.query(
+            "SELECT * FROM rm_orders WHERE status IN ('open', 'partially_filled', 'queued')"
+        ):
             self.open[row[0]] = list(row)
 
     def flush(self, cursor: Cursor) -> None:
@@ -114,8 +117,19 @@ class Orders(Projection):
         self.open[e.order_id] = row
         self._dirty[e.order_id] = row
 
+    def on_OrderQueued(self, entry: Entry) -> None:
+        e: x.OrderQueued = entry.event  # type: ignore[assignment]
+        row = [
+            e.order_id, e.client_order_id, e.enterprise_id, e.instrument, e.side,
+            "limit", e.price, e.quantity, 0, e.quantity, e.time_in_force,
+            e.post_only, e.expire_at, "queued", None, 0, entry.time, entry.position,
+        ]  # fmt: skip
+        self.open[e.order_id] = row
+        self._dirty[e.order_id] = row
+
     def on_OrderRejected(self, entry: Entry) -> None:
         e: x.OrderRejected = entry.event  # type: ignore[assignment]
+        self.open.pop(e.order_id, None)  # a queued order its session refused
         self._dirty[e.order_id] = [
             e.order_id, e.client_order_id, e.enterprise_id, e.instrument, e.side,
             "market" if e.price == 0 else "limit", e.price, e.quantity, 0, 0, "",
@@ -200,10 +214,13 @@ class Outcomes(Projection):
 
     def reset(self) -> None:
         self._rows: dict[int, list[Any]] = {}
+        # Per command: how many more of its results are queued orders' (see apply).
+        self._released: dict[int, int] = {}
 
     def flush(self, cursor: Cursor) -> None:
         self.write_upserts(cursor, OUTCOMES, [tuple(r) for _, r in sorted(self._rows.items())])
         self._rows.clear()
+        self._released.clear()  # batches hold whole commands: every count ran out
 
     def apply(self, entry: Entry) -> None:
         cause = entry.cause
@@ -215,8 +232,16 @@ class Outcomes(Projection):
         if row is None:
             row = self._rows[cause] = [cause, entry.position, entry.position, kind, None, None]
         row[2] = entry.position
+        # The orders queued for the session that this command found open come before
+        # its own results, after a marker that counts them: none of them answers it.
+        released = self._released.get(cause)
+        if released:
+            self._released[cause] = released - 1
+            return
+        if kind == "QueuedOrdersReleased":
+            self._released[cause] = event.results  # type: ignore[attr-defined]
         # The answer to a command is its first result that is not a by-product of the
-        # time it carried (expiries and the daily close come first).
+        # time it carried (expiries, the daily close and queued orders come first).
         if row[3] in _TIME_RESULTS and kind not in _TIME_RESULTS:
             row[3] = kind
         if row[4] is None and isinstance(event, a.CommandRejected | x.OrderRejected):
@@ -224,7 +249,7 @@ class Outcomes(Projection):
             row[5] = getattr(event, "detail", None)
 
 
-_TIME_RESULTS = {"OrderExpired", "TradingDayClosed"}
+_TIME_RESULTS = {"OrderExpired", "TradingDayClosed", "QueuedOrdersReleased"}
 
 
 # ---------------------------------------------------------------------------- queries
@@ -300,7 +325,7 @@ def orders(
         where.append("enterprise_id = %s")
         params.append(enterprise_id)
     if status == "open":
-        where.append("status IN ('open', 'partially_filled')")
+        where.append("status IN ('open', 'partially_filled', 'queued')")
     elif status is not None:
         where.append("status = %s")
         params.append(status)

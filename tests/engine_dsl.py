@@ -228,6 +228,8 @@ class Market:
             return self.send(c.SetEnterpriseStatus(enterprise_id=words[1], status=status))
         if head == "limit":
             return self.send(c.SetPositionLimit(enterprise_id=words[1], limit=int(words[2])))
+        if head == "queuing":
+            return self.send(c.SetOrderQueuing(enabled=words[1] == "on"))
         if head in ("cancel", "reduce", "reprice"):
             ref = _REF.match(words[1])
             assert ref, text

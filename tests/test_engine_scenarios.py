@@ -17,12 +17,15 @@ from datetime import date
 import pytest
 from engine_dsl import MONDAY, Acct, Given, Scenario, at, check, hold, run
 
+from events import commands as c
 from events.accounts import CreditsIssued, CreditsRetired, CreditsSurrendered, CreditsTransferred
 from events.commands import Tick
 from events.exchange import (
     OrderAccepted,
+    OrderQueued,
     OrderReduced,
     OrderRepriced,
+    QueuedOrdersReleased,
     TradeExecuted,
     TradingDayClosed,
 )
@@ -461,6 +464,70 @@ DAYS = [
         G(A=Acct(credits=300)),
         ["A sell limit 100 @ 5100 gtd 09:00", "A sell limit 100 @ 5100 gtd 10:00:01"],
         rejects=[("A#1", "invalid_expiry"), ("A#2", "invalid_expiry")],
+    ),
+    Scenario(
+        "queuing on: limit orders before the open wait, then enter at 09:30 in arrival "
+        "order; market and IOC orders are still refused",
+        G(calendar=CN_ETS, start="09:00", A=Acct(credits=300), B=Acct(cash=M)),
+        [
+            "queuing on",
+            "09:10 A sell limit 10 @ 5000 gtc",
+            "09:11 A sell limit 10 @ 4990 day",
+            "09:12 B buy market 5",
+            "09:13 B buy limit 5 @ 5000 ioc",
+            "09:30 B buy limit 15 @ 5000",
+        ],
+        rejects=[("B#1", "market_closed"), ("B#2", "market_closed")],
+        trades=[("B", "A", 4990, 10), ("B", "A", 5000, 5)],
+        asks=[(5000, 5, 1)],
+        balances={"A": (74_900, 0, 280, 5), "B": (M - 74_900, 0, 15, 0)},
+    ),
+    Scenario(
+        "a queued order holds nothing, can be cancelled but not reduced, and a "
+        "suspension cancels it too",
+        G(calendar=CN_ETS, start="08:00", A=Acct(credits=300)),
+        [
+            "queuing on",
+            "A sell limit 10 @ 5000 gtc",
+            "A sell limit 20 @ 5000 gtc",
+            "reduce A#1 to 5",
+            "cancel A#1",
+            "suspend A",
+            "activate A",
+            "09:30 tick",
+        ],
+        rejects=[("A ReduceOrder", "order_queued")],
+        cancels=[("A#1", "requested", 10), ("A#2", "enterprise_suspended", 20)],
+        asks=[],
+        balances={"A": (0, 0, 300, 0)},
+    ),
+    Scenario(
+        "orders queued after the close enter at the next open under the new day's band",
+        G(calendar=CN_ETS, A=Acct(credits=300), B=Acct(cash=M)),
+        [
+            "A sell limit 10 @ 5400 gtc",
+            "B buy limit 10 @ 5400",
+            "queuing on",
+            "15:30 A sell limit 10 @ 5900 gtc",
+            "15:31 A sell limit 10 @ 4800 gtc",  # inside today's band, not tomorrow's
+            "+1d 09:30 tick",
+        ],
+        closes=[("2025-03-03", 5400, 10)],
+        rejects=[("A#3", "outside_price_band")],
+        asks=[(5900, 10, 1)],
+    ),
+    Scenario(
+        "queuing off again: out-of-session orders are refused; the queued ones still enter",
+        G(calendar=CN_ETS, start="09:00", A=Acct(credits=300)),
+        [
+            "queuing on",
+            "A sell limit 10 @ 5000 gtc",
+            "queuing off",
+            "A sell limit 10 @ 5000 gtc",
+            "09:30 tick",
+        ],
+        rejects=[("A#2", "market_closed")],
+        asks=[(5000, 10, 1)],
     ),
 ]
 
@@ -1032,3 +1099,35 @@ def test_repriced_gtd_order_is_queued_for_expiry_once() -> None:
     m.line("11:00 tick")
     assert m.expired() == [("A#1", 10)]
     assert m.engine.expiries == []
+
+
+def test_queued_orders_are_released_as_a_marked_block_and_survive_a_snapshot() -> None:
+    given = G(calendar=CN_ETS, start="09:00", A=Acct(credits=300), B=Acct(cash=M))
+    m = run(given, ["queuing on", "A sell limit 10 @ 5000 gtc", "A sell limit 5 @ 5010 day"])
+    queued = m.of(OrderQueued)
+    assert [(q.order_id, q.quantity, q.price) for q in queued] == [
+        (m.order_id("A#1"), 10, 5_000),
+        (m.order_id("A#2"), 5, 5_010),
+    ]
+    assert m.balance("A") == (0, 0, 300, 0)  # nothing held while queued
+    restored = Engine.from_state(m.engine.state(), m.engine.config)
+    assert restored.state_hash() == m.engine.state_hash()
+    # The same command at the open gives the same results on both engines: the
+    # release marker, the queued orders' own results, then the command's.
+    opening = c.PlaceOrder(
+        client_order_id="b", enterprise_id="B", instrument="HCC-2025", side="buy",
+        order_type="limit", quantity=3, price=5_000, time_in_force="day",
+        post_only=False, expire_at=0,
+    )  # fmt: skip
+    at_open = at(MONDAY, "09:30")
+    live = m.engine.apply(m.position + 1, at_open, opening)
+    assert restored.apply(m.position + 1, at_open, opening) == live
+    released = live[0]
+    assert isinstance(released, QueuedOrdersReleased)
+    assert (released.orders, released.results) == (2, 2)
+    assert [type(e) for e in live[1:3]] == [OrderAccepted, OrderAccepted]
+    assert [e.order_id for e in live[1:3]] == [m.order_id("A#1"), m.order_id("A#2")]
+    assert isinstance(live[3], OrderAccepted) and live[3].order_id == m.position + 1
+    assert isinstance(live[4], TradeExecuted) and live[4].quantity == 3
+    assert restored.state_hash() == m.engine.state_hash()
+    assert not m.engine.queued

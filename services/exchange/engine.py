@@ -51,9 +51,12 @@ from events.exchange import (
     OrderAccepted,
     OrderCancelled,
     OrderExpired,
+    OrderQueued,
+    OrderQueuingSet,
     OrderReduced,
     OrderRejected,
     OrderRepriced,
+    QueuedOrdersReleased,
     TradeExecuted,
     TradingDayClosed,
 )
@@ -85,6 +88,9 @@ _EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
 _SIDES: Final = frozenset(("buy", "sell"))
 _ORDER_TYPES: Final = frozenset(("limit", "market"))
 _TIME_IN_FORCE: Final = frozenset(("day", "gtc", "gtd", "ioc", "fok"))
+#: What may wait for the next session: limit orders meant to rest (an IOC, FOK or market
+#: order is about the book as it is now, which a closed market does not have).
+_QUEUEABLE: Final = frozenset(("day", "gtc", "gtd"))
 
 
 class Account:
@@ -202,6 +208,11 @@ class Engine:
         self.instruments: dict[str, Instrument] = {}
         self.orders: dict[int, Order] = {}  # open orders by id (id order = arrival order)
         self.expiries: list[tuple[int, int]] = []  # heap of (expire_at, order id) for gtd
+        # RULES.md's optional queuing: with `queuing` on (an operator's command), limit
+        # orders that arrive outside the sessions wait here, by order id (= arrival
+        # order), and are placed when a session is next found open.
+        self.queuing = False
+        self.queued: dict[int, c.PlaceOrder] = {}
         self.fees_collected = 0
         # Penalties taken from cash by the registry (they leave the enterprises' cash like
         # fees do: deposits - withdrawals = balances + fees + penalties).
@@ -234,6 +245,7 @@ class Engine:
             c.FreezeAccount: self._freeze,
             c.ListInstrument: self._list_instrument,
             c.SetPositionLimit: self._set_position_limit,
+            c.SetOrderQueuing: self._set_queuing,
         }
         for command in self.registry.commands:
             self._handlers[command] = self._registry_command
@@ -253,6 +265,8 @@ class Engine:
         results: list[Event] = []
         if self.time >= self._wake_at:
             self._advance(results)
+        if self.queued and self._continuous_open():
+            self._release_queued(results)
         entry = self._dispatch.get(type(command))
         if entry is None:
             results.append(
@@ -412,13 +426,13 @@ class Engine:
             return [self._rejected(cmd, position, "account_frozen")]
         today = self._today  # _continuous_open, inlined
         if self.day_closed or today is None:
-            return [self._rejected(cmd, position, "market_closed")]
+            return [self._closed(cmd, position)]
         now = self.time
         for start, end in today.continuous:
             if start <= now < end:
                 break
         else:
-            return [self._rejected(cmd, position, "market_closed")]
+            return [self._closed(cmd, position)]
         side = cmd.side
         order_type = cmd.order_type
         time_in_force = cmd.time_in_force
@@ -547,6 +561,77 @@ class Engine:
                 heappush(self.expiries, (order.expire_at, order.id))
                 if order.expire_at < self._wake_at:
                     self._wake_at = order.expire_at
+
+    def _closed(self, cmd: c.PlaceOrder, position: int) -> Event:
+        """An order (of an active, unfrozen account, for a listed instrument) that
+        arrived outside the sessions: queued for the next one when the operator has
+        queuing on and it is a well-formed limit order meant to rest; else refused."""
+        if not (
+            self.queuing
+            and cmd.order_type == "limit"
+            and cmd.time_in_force in _QUEUEABLE
+            and cmd.side in _SIDES
+            and cmd.quantity > 0
+            and cmd.price > 0
+            and (cmd.time_in_force != "gtd" or cmd.expire_at > self.time)
+        ):
+            return self._rejected(cmd, position, "market_closed")
+        self.queued[position] = cmd
+        return OrderQueued(
+            order_id=position,
+            client_order_id=cmd.client_order_id,
+            enterprise_id=cmd.enterprise_id,
+            instrument=cmd.instrument,
+            side=cmd.side,
+            price=cmd.price,
+            quantity=cmd.quantity,
+            time_in_force=cmd.time_in_force,
+            post_only=cmd.post_only,
+            expire_at=cmd.expire_at,
+        )
+
+    def _release_queued(self, results: list[Event]) -> None:
+        """A session is open: place the queued orders, oldest first, each decided as if
+        it arrived now (band, holds, matching), under the order id it was given."""
+        queued = self.queued
+        self.queued = {}
+        released: list[Event] = []
+        for position, cmd in queued.items():
+            released += self._place(cmd, position)
+        results.append(QueuedOrdersReleased(orders=len(queued), results=len(released)))
+        results += released
+
+    def _unqueue(self, order_id: int, enterprise_id: str, reason: str) -> OrderCancelled:
+        cmd = self.queued.pop(order_id)
+        return _order_cancelled(
+            order_id=order_id,
+            enterprise_id=enterprise_id,
+            remaining_quantity=cmd.quantity,
+            released_cash=0,
+            released_credits=0,
+            reason=reason,
+        )
+
+    def _queued_refusal(
+        self, order_id: int, enterprise_id: str, command: str
+    ) -> CommandRejected | None:
+        """A reduce or reprice of a queued order: refused (it can only be cancelled)."""
+        queued = self.queued.get(order_id)
+        if queued is None:
+            return None
+        owner = queued.enterprise_id == enterprise_id
+        return _command_rejected(
+            command=command,
+            enterprise_id=enterprise_id,
+            reason="order_queued" if owner else "not_owner",
+            detail=f"order {order_id} is queued: cancel it and place it again"
+            if owner
+            else f"order {order_id} belongs to another enterprise",
+        )
+
+    def _set_queuing(self, cmd: c.SetOrderQueuing, position: int) -> list[Event]:
+        self.queuing = cmd.enabled
+        return [OrderQueuingSet(enabled=cmd.enabled)]
 
     def _rejected(self, cmd: c.PlaceOrder, position: int, reason: str) -> OrderRejected:
         return _order_rejected(
@@ -754,6 +839,11 @@ class Engine:
         return order
 
     def _cancel(self, cmd: c.CancelOrder, position: int) -> list[Event]:
+        if self.queued and cmd.order_id in self.queued:
+            refused = self._queued_refusal(cmd.order_id, cmd.enterprise_id, "CancelOrder")
+            if refused is not None and refused.reason == "not_owner":
+                return [refused]
+            return [self._unqueue(cmd.order_id, cmd.enterprise_id, "requested")]
         order = self._own_open_order(cmd.order_id, cmd.enterprise_id, "CancelOrder")
         if isinstance(order, CommandRejected):
             return [order]
@@ -761,6 +851,9 @@ class Engine:
         return [self._cancel_remainder(order, "requested")]
 
     def _reduce(self, cmd: c.ReduceOrder, position: int) -> list[Event]:
+        queued = self._queued_refusal(cmd.order_id, cmd.enterprise_id, "ReduceOrder")
+        if queued is not None:
+            return [queued]
         order = self._own_open_order(cmd.order_id, cmd.enterprise_id, "ReduceOrder")
         if isinstance(order, CommandRejected):
             return [order]
@@ -802,6 +895,9 @@ class Engine:
         ]
 
     def _reprice(self, cmd: c.RepriceOrder, position: int) -> list[Event]:
+        queued = self._queued_refusal(cmd.order_id, cmd.enterprise_id, "RepriceOrder")
+        if queued is not None:
+            return [queued]
         order = self._own_open_order(cmd.order_id, cmd.enterprise_id, "RepriceOrder")
         if isinstance(order, CommandRejected):
             return [order]
@@ -994,6 +1090,8 @@ class Engine:
         for order in [o for o in self.orders.values() if o.enterprise_id == enterprise_id]:
             self._take_off_book(order)
             cancelled.append(self._cancel_remainder(order, reason))
+        for order_id in [i for i, q in self.queued.items() if q.enterprise_id == enterprise_id]:
+            cancelled.append(self._unqueue(order_id, enterprise_id, reason))
         return cancelled
 
     def _set_position_limit(self, cmd: c.SetPositionLimit, position: int) -> list[Event]:
@@ -1349,6 +1447,25 @@ class Engine:
         # snapshots taken by earlier versions still restore and hash the same.
         if self.penalties_collected:
             state["penalties_collected"] = self.penalties_collected
+        if self.queuing:
+            state["queuing"] = True
+        if self.queued:
+            state["queued"] = [
+                [
+                    order_id,
+                    q.client_order_id,
+                    q.enterprise_id,
+                    q.instrument,
+                    q.side,
+                    q.order_type,
+                    q.price,
+                    q.quantity,
+                    q.time_in_force,
+                    q.post_only,
+                    q.expire_at,
+                ]
+                for order_id, q in self.queued.items()
+            ]
         if not self.registry.is_empty():
             state["registry"] = self.registry.state()
         return state
@@ -1433,6 +1550,24 @@ class Engine:
         engine.expiries = [(t, oid) for t, oid in data["expiries"]]
         engine.fees_collected = data["fees_collected"]
         engine.penalties_collected = data.get("penalties_collected", 0)
+        engine.queuing = data.get("queuing", False)
+        engine.queued = {
+            order_id: c.PlaceOrder(
+                client_order_id=coid,
+                enterprise_id=eid,
+                instrument=symbol,
+                side=side,
+                order_type=otype,
+                price=price,
+                quantity=qty,
+                time_in_force=tif,
+                post_only=post_only,
+                expire_at=expire_at,
+            )
+            for order_id, coid, eid, symbol, side, otype, price, qty, tif, post_only, expire_at in (
+                data.get("queued", [])
+            )
+        }
         if "registry" in data:
             engine.registry = Registry.from_state(data["registry"])
         engine.next_trade_id = data["next_trade_id"]

@@ -168,7 +168,13 @@ class OrderOut(BaseModel):
     time_in_force: str
     post_only: bool
     expire_at: int
-    status: Literal["open", "partially_filled", "filled", "cancelled", "rejected", "expired"]
+    status: Literal[
+        "open", "partially_filled", "queued", "filled", "cancelled", "rejected", "expired"
+    ] = Field(
+        description="`queued`: placed outside the trading sessions while the operator has "
+        "queuing on; it enters the book when the next session opens, holding nothing "
+        "until then (it may be cancelled, not amended)"
+    )
     reject_reason: str | None
     held_cash: int
     created_time: int
@@ -350,6 +356,14 @@ class InstrumentIn(Strict):
     vintage: Annotated[int, Field(strict=True, ge=2000, le=2100), _INT]
     reference_price: Price
     fee_bps: Annotated[int, Field(strict=True, ge=0, lt=10_000), _INT] = 0
+
+
+class QueuingIn(Strict):
+    enabled: StrictBool = Field(
+        description="true: limit orders (day, gtc, gtd) that arrive outside the trading "
+        "sessions are queued and enter the book when the next session opens, oldest "
+        "first; false: they are refused (`market_closed`)"
+    )
 
 
 class SurrenderIn(Strict):

@@ -89,6 +89,20 @@ async def list_instrument(
     )  # fmt: skip
 
 
+@router.put("/v1/market/queuing", responses=ERRORS)
+async def set_queuing(body: m.QueuingIn, request: Request, caller: Caller, ctx: Ctx) -> Response:
+    """Turn queuing of out-of-session limit orders on or off (operator; RULES.md: "or
+    queued, if the operator enables queuing for the next session"). Queued orders hold
+    nothing until the session opens, where each is decided as if it arrived then; orders
+    already queued when it is turned off still enter."""
+    caller.require("operator")
+    command = c.SetOrderQueuing(enabled=body.enabled)
+    return await submit_command(
+        request, caller, ctx, body.model_dump(), command, {"enabled": body.enabled},
+        status=200, check_instrument=False,
+    )  # fmt: skip
+
+
 @router.post("/v1/cash/deposits", status_code=201, responses=ERRORS)
 async def deposit(body: m.CashIn, request: Request, caller: Caller, ctx: Ctx) -> Response:
     """Cash in from the enterprise's bank (operator)."""

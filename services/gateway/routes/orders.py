@@ -242,7 +242,7 @@ async def list_orders(
     enterprise_id: str | None = None,
     status: Annotated[
         str | None,
-        Query(pattern="^(open|partially_filled|filled|cancelled|rejected|expired)$"),
+        Query(pattern="^(open|partially_filled|queued|filled|cancelled|rejected|expired)$"),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     before: Annotated[
@@ -267,7 +267,7 @@ async def list_orders(
 #: state (409); the others are about the input (a quantity or price that cannot be
 #: taken) and get 422, as on every other write. The order itself was found before the
 #: command was sent, so the engine's `unknown_order` means "no longer open".
-_AMEND_CONFLICTS = CONFLICTS | {"unknown_order", "not_owner"}
+_AMEND_CONFLICTS = CONFLICTS | {"unknown_order", "not_owner", "order_queued"}
 
 
 async def _amend(
