@@ -1002,6 +1002,151 @@ def test_intake_refuses_bad_registry_commands_with_field_errors() -> None:
     )
 
 
+# ---------------------------------------------------------------------------- amendments
+
+
+def kiln(tonnes: str) -> dict[str, str]:
+    """A process source of exactly `tonnes` t CO2e (factor 1, with its reason)."""
+    return source("process", "kiln", tonnes, "t", factor="1", factor_reason="stack test")
+
+
+def report_s1(zone: Zone, tonnes: str) -> r.ReportSubmitted:
+    (submitted,) = zone.ok(
+        r.SubmitReport(
+            enterprise_id="S1",
+            period="2025",
+            sources=(kiln(tonnes),),
+            output_value="12000",
+            energy_tce="3300",
+        )
+    )
+    assert isinstance(submitted, r.ReportSubmitted)
+    return submitted
+
+
+def verified_deficit(emissions: str = "1000", credits: int = 0) -> Zone:
+    """Given: S1's report of `emissions` t is verified; its quota is 900 t
+    (grandfathering mean(900) × 1); S1 holds `credits` t of HCC-2025. The other three
+    enterprises never report."""
+    zone = started()
+    zone.on("2026-01-20")
+    report_s1(zone, emissions)
+    zone.ok(r.VerifyReport(report_id="R-2025-S1", accepted=True, note="ok", verifier="V1"))
+    zone.ok(
+        r.SetAllocation(
+            period="2025",
+            enterprise_id="S1",
+            method="grandfathering",
+            params={"base_emissions_t": ["900"], "decline_factor": "1"},
+        )
+    )
+    if credits:
+        zone.ok(c.IssueCredits(enterprise_id="S1", instrument=HCC, quantity=credits, reason="t"))
+    return zone
+
+
+def close(zone: Zone) -> list[Event]:
+    zone.on("2026-03-31")
+    return zone.ok(r.ClosePeriod(period="2025"))
+
+
+def test_an_unverified_amendment_does_not_erase_a_verified_deficit() -> None:
+    """RULES.md: only verified emissions count, and a deficit becomes an obligation.
+    An amendment waiting for verification at the close must not make S1 a missing
+    report (no obligation, and unverifiable once the period is closed)."""
+    # given: 1,000 t verified against a 900 t quota: 100 t owed
+    zone = verified_deficit("1000")
+    # when: S1 amends its report (the same figures) just before the close
+    assert report_s1(zone, "1000").report_version == 2
+    out = close(zone)
+    # then: the close uses verified version 1, and the deficit is an obligation
+    (quota,) = zone.of(r.QuotaComputed, out)
+    assert (quota.enterprise_id, quota.emissions_kg, quota.balance_t) == ("S1", "1000000", -100)
+    assert quota.inputs["report_version"] == 1
+    assert zone.of(r.ObligationCreated, out) == [
+        r.ObligationCreated(
+            period="2025", enterprise_id="S1", quantity=100, deadline=at(date(2027, 1, 1), "00:00")
+        )
+    ]
+    assert out[-1] == r.PeriodClosed(
+        period="2025",
+        instrument=HCC,
+        issued=0,
+        obligations=100,
+        missing_reports=("E1", "E2", "S2"),
+        unallocated=(),
+    )
+    # and the amendment stays unverified: the period is closed
+    zone.refused(
+        r.VerifyReport(report_id="R-2025-S1", accepted=True, note="late", verifier="V1"),
+        "period_closed",
+    )
+    # and at the deadline the 100 t are a shortfall
+    zone.on("2027-01-04")
+    enforced = zone.ok(r.EnforcePeriod(period="2025"))
+    assert zone.of(r.ShortfallRecorded, enforced) == [
+        r.ShortfallRecorded(period="2025", enterprise_id="S1", shortfall=100)
+    ]
+
+
+def test_only_a_verified_amendment_replaces_the_verified_figures() -> None:
+    """An amendment with lower emissions counts once verified, not before; a returned
+    amendment leaves the verified figures standing."""
+    # given/when: an unverified amendment claims 500 t (a 400 t surplus)
+    pending = verified_deficit("1000")
+    report_s1(pending, "500")
+    # then: the verified 1,000 t count: 100 t owed, nothing issued
+    (quota,) = pending.of(r.QuotaComputed, close(pending))
+    assert (quota.emissions_kg, quota.balance_t, quota.inputs["report_version"]) == (
+        "1000000",
+        -100,
+        1,
+    )
+    # given/when: the verifier returns the amendment
+    returned = verified_deficit("1000")
+    report_s1(returned, "500")
+    returned.ok(r.VerifyReport(report_id="R-2025-S1", accepted=False, note="no", verifier="V1"))
+    # then: version 1 still counts
+    (quota,) = returned.of(r.QuotaComputed, close(returned))
+    assert (quota.balance_t, quota.inputs["report_version"]) == (-100, 1)
+    # given/when: the verifier accepts the amendment before the close
+    accepted = verified_deficit("1000")
+    report_s1(accepted, "500")
+    accepted.ok(r.VerifyReport(report_id="R-2025-S1", accepted=True, note="ok", verifier="V1"))
+    out = close(accepted)
+    # then: version 2 counts: 900 - 500 = 400 t issued
+    (quota,) = accepted.of(r.QuotaComputed, out)
+    assert (quota.emissions_kg, quota.balance_t, quota.inputs["report_version"]) == (
+        "500000",
+        400,
+        2,
+    )
+    assert accepted.of(CreditsIssued, out)[0].quantity == 400
+
+
+def test_a_report_never_verified_is_still_missing_at_the_close() -> None:
+    """No verified version at all: the enterprise is listed as missing, as before."""
+    # given: S1 submitted and was returned, then amended; nothing was ever verified
+    zone = started()
+    zone.on("2026-01-20")
+    report_s1(zone, "1000")
+    zone.ok(r.VerifyReport(report_id="R-2025-S1", accepted=False, note="no", verifier="V1"))
+    report_s1(zone, "1000")
+    # when: the period closes
+    out = close(zone)
+    # then: S1 is a missing report; no quota, no obligation
+    assert out == [
+        r.PeriodClosed(
+            period="2025",
+            instrument=HCC,
+            issued=0,
+            obligations=0,
+            missing_reports=("E1", "E2", "S1", "S2"),
+            unallocated=(),
+        )
+    ]
+
+
 # ---------------------------------------------------------------------------- on the stores
 
 

@@ -397,15 +397,22 @@ class Registry:
         return [r.ReportReturned(**common)]
 
     def _verified(self, enterprise_id: str, period: str) -> dict[str, Any] | None:
-        """The verified figures of an enterprise's report, if its latest version is verified.
+        """The latest verified version of an enterprise's report, if it has one.
 
-        An amendment after verification supersedes the verified figures until it is
-        verified in turn: only verified emissions count (RULES.md).
+        Only verified emissions count (RULES.md), so an amendment counts once it is
+        verified, and until then (or when it is returned) the version verified before
+        it still does. Letting a pending amendment hide the verified figures would let
+        an enterprise with a verified deficit escape its obligation: re-submit before
+        the close, be listed as a missing report, and the amendment can no longer be
+        verified once the period is closed. An enterprise with no verified version at
+        all has no verified figures (a missing report at the close).
         """
         report = self.reports.get(r.report_id(enterprise_id, period))
-        if report is None or report.status != "verified":
+        if report is None:
             return None
-        return report.latest
+        versions: list[dict[str, Any]] = report.versions
+        verified = [version for version in versions if version["status"] == "verified"]
+        return verified[-1] if verified else None
 
     # ------------------------------------------------------------------ close
 
