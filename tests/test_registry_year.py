@@ -487,11 +487,12 @@ def trade_and_surrender(zone: Zone) -> None:
 def deadline(zone: Zone) -> None:
     zone.on("2027-01-04")
     out = zone.ok(r.EnforcePeriod(period="2025"))
-    # The 6-month window is 2026-07-05..2027-01-04: both trading days are in it.
+    # The 6-month window is the one before the deadline, 2026-07-01..2026-12-31 (not
+    # the one before today): both trading days are in it.
     # VWAP = (652 × 5,100 + 30 × 5,000) / 682 = 3,475,200 / 682 = 5,095.601 → 5,096 fen.
     # E2's shortfall 89 - 30 = 59 t: penalty 3 × 5,096 × 59 = 901,992 fen. E2 has
     # 350,000 available: that is taken, 551,992 stays owed (no negative balance).
-    window = "2026-07-05..2027-01-04"
+    window = "2026-07-01..2026-12-31"
     assert [e for e in out if not isinstance(e, r.PeriodEnforced)] == [
         r.ShortfallRecorded(period="2025", enterprise_id="E2", shortfall=59),
         r.AllocationDeducted(from_period="2025", enterprise_id="E2", quantity=59),
@@ -1145,6 +1146,143 @@ def test_a_report_never_verified_is_still_missing_at_the_close() -> None:
             unallocated=(),
         )
     ]
+
+
+# ---------------------------------------------------------------------------- deadline
+
+
+def test_surrenders_are_refused_from_the_deadline_on() -> None:
+    """RULES.md: an obligation is to be surrendered by the deadline (default: the end of
+    31 December after the period); the shortfall at the deadline is what is penalised."""
+    # given: S1 owes 100 t, holds 100 t, and surrenders 40 on the last day
+    zone = verified_deficit("1000", credits=100)
+    close(zone)
+    zone.on("2026-12-31", "23:59:58")  # the surrender is sent a second later: 23:59:59
+    zone.ok(c.SurrenderCredits(enterprise_id="S1", instrument=HCC, quantity=40, period="2025"))
+    # when: S1 surrenders the rest at the deadline (00:00 on 1 January), or after it
+    zone.on("2027-01-01", "00:00")
+    on_time = c.SurrenderCredits(enterprise_id="S1", instrument=HCC, quantity=60, period="2025")
+    refusal = zone.refused(on_time, "past_deadline")
+    zone.on("2027-01-10")
+    zone.refused(on_time, "past_deadline")
+    # then: nothing left S1, and the deadline's 60 t shortfall is penalised
+    assert refusal.detail == f"the deadline was {at(date(2027, 1, 1), '00:00')}"
+    assert zone.credits("S1") == (60, 0)
+    zone.on("2027-01-11")
+    out = zone.ok(r.EnforcePeriod(period="2025"))
+    (penalty,) = zone.of(r.PenaltyCharged, out)
+    # no trade ever: the reference price 5,000; 3 × 5,000 × 60 = 900,000, paid from
+    # S1's 4,000,000
+    assert (penalty.tonnes, penalty.price, penalty.amount, penalty.paid) == (
+        60,
+        5_000,
+        900_000,
+        900_000,
+    )
+    assert zone.engine.registry.enterprises["S1"].shortfall_periods == ["2025"]
+
+
+#: (local time, price) of 100 t trades of HCC-2025 from E1 to S2: two in the six months
+#: before the 2025 deadline (2027-01-01 00:00), two after it; the last one comes 200
+#: days after 2027-01-11, when daily prices that old are normally no longer kept.
+TRADES = (
+    ("2026-07-15 10:00", 5_500),
+    ("2026-12-01 10:00", 5_000),
+    ("2027-01-01 10:00", 4_600),
+    ("2027-07-30 10:00", 4_700),
+)
+
+
+def trade_until(zone: Zone, until: str) -> None:
+    """Given: the TRADES before local time `until` (E1 sells, S2 buys)."""
+    zone.ok(c.DepositCash(enterprise_id="S2", amount=100_000_000))
+    zone.ok(c.IssueCredits(enterprise_id="E1", instrument=HCC, quantity=1_000, reason="t"))
+    for moment, price in TRADES:
+        if moment >= until:
+            break
+        zone.on(*moment.split())
+        for who, side in (("E1", "sell"), ("S2", "buy")):
+            zone.ok(
+                c.PlaceOrder(
+                    client_order_id=f"{who}-{moment}",
+                    enterprise_id=who,
+                    instrument=HCC,
+                    side=side,
+                    order_type="limit",
+                    quantity=100,
+                    price=price,
+                )
+            )
+
+
+def enforced_on(moment: str, *, force: bool = False) -> tuple[Zone, list[Event]]:
+    """S1 owes 100 t for 2025 and surrenders nothing; the regulator enforces at
+    `moment` (local), after the TRADES before it."""
+    zone = verified_deficit("1000")
+    close(zone)
+    trade_until(zone, moment)
+    zone.on(*moment.split())
+    return zone, zone.ok(r.EnforcePeriod(period="2025", force=force))
+
+
+def test_the_penalty_price_is_the_six_months_before_the_deadline() -> None:
+    """RULES.md: the shortfall at the deadline pays 3 × the average price of the last 6
+    months. The window ends with the deadline, so the penalty does not depend on when
+    the regulator enforces: at the deadline, three weeks or seven months later (when
+    the engine would otherwise have dropped the daily prices of 2026)."""
+    penalties = set()
+    for moment in ("2027-01-01 00:00", "2027-01-20 10:00", "2027-08-02 10:00"):
+        # given/when
+        zone, out = enforced_on(moment)
+        # then: always the window 2026-07-01..2026-12-31, trades after it left out:
+        # (100 × 5,500 + 100 × 5,000) / 200 = 5,250; 3 × 5,250 × 100 = 1,575,000 fen,
+        # paid from S1's 4,000,000
+        (penalty,) = zone.of(r.PenaltyCharged, out)
+        penalties.add((penalty.price, penalty.price_basis, penalty.amount, penalty.paid))
+        assert out[-1] == r.PeriodEnforced(
+            period="2025",
+            price=5_250,
+            price_basis="vwap 2026-07-01..2026-12-31: 200 t",
+            shortfalls=1,
+            forced=False,
+        )
+    assert penalties == {(5_250, "vwap 2026-07-01..2026-12-31: 200 t", 1_575_000, 1_575_000)}
+    assert zone.cash("S1") == (4_000_000 - 1_575_000, 0)
+    # and once the period is enforced, old daily prices are dropped again (HISTORY_DAYS)
+    zone.ok(c.IssueCredits(enterprise_id="E1", instrument=HCC, quantity=1, reason="t"))
+    for who, side in (("E1", "sell"), ("S2", "buy")):
+        zone.ok(
+            c.PlaceOrder(
+                client_order_id=f"{who}-last",
+                enterprise_id=who,
+                instrument=HCC,
+                side=side,
+                order_type="limit",
+                quantity=1,
+                price=4_700,
+            )
+        )
+    zone.on("2027-08-03")
+    assert [day for day, *_ in zone.engine.state()["instruments"][HCC]["history"]] == [
+        (date(2027, 7, 30) - date(1970, 1, 1)).days,
+        (date(2027, 8, 2) - date(1970, 1, 1)).days,
+    ]
+
+
+def test_a_forced_enforcement_averages_the_six_months_before_it() -> None:
+    """Before the deadline (`force`), there is no deadline window yet: the six months up
+    to the enforcement's day count, as the latest prices there are."""
+    # given: the trade of 2026-07-15 only; when: enforced by force on 2026-10-01
+    zone, out = enforced_on("2026-10-01 10:00", force=True)
+    # then: 3 × 5,500 × 100
+    assert out[-1] == r.PeriodEnforced(
+        period="2025",
+        price=5_500,
+        price_basis="vwap 2026-04-02..2026-10-01: 100 t",
+        shortfalls=1,
+        forced=True,
+    )
+    assert zone.of(r.PenaltyCharged, out)[0].amount == 1_650_000
 
 
 # ---------------------------------------------------------------------------- on the stores

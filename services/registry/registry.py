@@ -115,7 +115,7 @@ class ExchangePort(Protocol):
 
     def charge(self, enterprise_id: str, amount: int) -> None: ...
 
-    def average_price(self, instrument: str) -> AveragePrice: ...
+    def average_price(self, instrument: str, deadline: int | None) -> AveragePrice: ...
 
 
 @dataclass(frozen=True)
@@ -201,6 +201,16 @@ class Registry:
             ]
 
     # ------------------------------------------------------------------ lookups
+
+    def earliest_pending_deadline(self) -> int | None:
+        """The earliest deadline (µs) of a period not enforced yet, if any.
+
+        The penalty averages the prices of the six months before the deadline, however
+        long after it the regulator enforces; the engine keeps the daily prices that far
+        back until then (see ``Engine.average_price``).
+        """
+        deadlines = [p.deadline for p in self.periods.values() if p.status != "enforced"]
+        return min(deadlines) if deadlines else None
 
     def manages(self, period: str) -> bool:
         """True when `period` is a compliance period of this registry (surrenders
@@ -530,10 +540,13 @@ class Registry:
     def surrender(self, cmd: SurrenderCredits, time: int, port: ExchangePort) -> list[Event]:
         """Surrender against an obligation of a registry period (``SurrenderCredits``).
 
-        Refused above the outstanding obligation, above the available credits (credits
-        held for sell orders do not count), with credits of a later vintage than the
-        period, or with offsets beyond their cap; the serials surrendered are published
-        in ``CreditsSurrendered``.
+        Refused from the period's deadline on (``past_deadline``: RULES.md wants the
+        obligation surrendered by the deadline, and what is outstanding at the deadline
+        is the shortfall; a later surrender would wipe out a penalty already due), above
+        the outstanding obligation, above the available credits (credits held for sell
+        orders do not count), with credits of a later vintage than the period, or with
+        offsets beyond their cap; the serials surrendered are published in
+        ``CreditsSurrendered``.
         """
         try:
             return self._surrender(cmd, time, port)
@@ -549,6 +562,8 @@ class Registry:
 
     def _surrender(self, cmd: SurrenderCredits, time: int, port: ExchangePort) -> list[Event]:
         period = self._period(cmd.period, status="closed")
+        if time >= period.deadline:
+            raise Refused("past_deadline", f"the deadline was {period.deadline}")
         if cmd.enterprise_id not in period.obligations:
             raise Refused("no_obligation", f"no obligation for period {cmd.period}")
         if cmd.quantity <= 0:
@@ -589,8 +604,20 @@ class Registry:
     # ------------------------------------------------------------------ deadline
 
     def _enforce(self, cmd: r.EnforcePeriod, time: int, port: ExchangePort) -> list[Event]:
+        """Charge the shortfalls at the deadline (RULES.md): deduct them from the next
+        period's allocation and penalise them at 3 × the average price of the six months
+        before the deadline.
+
+        Surrenders are refused from the deadline on, so what is outstanding now is what
+        was outstanding at the deadline; and the price window ends with the deadline,
+        not with the day the regulator runs this, so enforcing later changes nothing.
+        Forced before the deadline (`force`), the window ends with the enforcement's
+        day instead: there is no deadline window yet, and the six months up to now are
+        the latest prices there are.
+        """
         period = self._period(cmd.period, status="closed")
-        if time < period.deadline and not cmd.force:
+        forced = time < period.deadline
+        if forced and not cmd.force:
             raise Refused("before_deadline", f"deadline is {period.deadline}")
         shortfalls = {
             eid: period.outstanding(eid)
@@ -601,7 +628,7 @@ class Registry:
         if shortfalls:
             if port.instrument_vintage(period.instrument) is None:
                 raise Refused("unknown_instrument", f"{period.instrument} is not listed")
-            price = port.average_price(period.instrument)
+            price = port.average_price(period.instrument, None if forced else period.deadline)
         multiplier = self.rules.penalty_multiplier
         results: list[Event] = []
         for eid, missing in shortfalls.items():
@@ -635,7 +662,7 @@ class Registry:
                 price=price.price,
                 price_basis=price.basis,
                 shortfalls=len(shortfalls),
-                forced=time < period.deadline,
+                forced=forced,
             )
         )
         return results
