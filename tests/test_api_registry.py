@@ -196,3 +196,43 @@ def test_a_write_or_read_naming_an_unknown_resource_in_its_path_is_404(live: Liv
         assert missing.headers["content-type"] == "application/problem+json"
         known = live.client.get(f"/v1/enterprises/E-DEMO-1/{page}", headers=regulator)
         assert known.status_code == 200, (page, known.text)
+
+
+def test_a_surrender_after_the_deadline_is_a_conflict(live: Live) -> None:
+    """RULES.md: obligations are surrendered by the deadline. After it, a surrender is
+    refused as a 409 problem with reason ``past_deadline`` and changes nothing."""
+    # given: a period whose deadline (2025-07-01) is before the clock (2025-11-25), and
+    # E-DEMO-1 owes 100 t for it (1,000 t verified against a 900 t quota)
+    demo, trader = "E-DEMO-1", "trader1"
+    _post(live, "regulator", "/v1/periods",
+          {"period": "2025H1", "deadline": "2025-07-01T00:00:00+08:00"}, 201)  # fmt: skip
+    _post(live, trader, f"/v1/enterprises/{demo}/reports", {
+        "period": "2025H1", "output_value": "100", "energy_tce": "10",
+        "sources": [{"kind": "process", "name": "kiln", "activity": "1000", "unit": "t",
+                     "factor": "1", "factor_reason": "stack test"}],
+    }, 201)  # fmt: skip
+    _post(live, "verifier", f"/v1/reports/R-2025H1-{demo}/verification",
+          {"accepted": True, "note": "ok"})  # fmt: skip
+    allocation = {"method": "grandfathering",
+                  "params": {"base_emissions_t": ["900"], "decline_factor": "1"}}  # fmt: skip
+    _ok(live.client.put(f"/v1/periods/2025H1/allocations/{demo}",
+                        headers=live.headers("regulator"), json=allocation))  # fmt: skip
+    _post(live, "regulator", "/v1/periods/2025H1/close")
+    balances = f"/v1/enterprises/{demo}/balances"
+    before = _ok(live.client.get(balances, headers=live.headers(trader)))
+    # when: E-DEMO-1 surrenders HCC-2025 (it holds some) against it
+    surrender = {"enterprise_id": demo, "period": "2025H1", "instrument": "HCC-2025",
+                 "quantity": 100}  # fmt: skip
+    late = live.client.post("/v1/surrenders", headers=live.headers(trader), json=surrender)
+    # then: a conflict, as problem+json, and the credits stay where they were
+    assert late.status_code == 409, late.text
+    assert late.headers["content-type"].startswith("application/problem+json")
+    assert late.json()["reason"] == "past_deadline"
+    assert (
+        _ok(live.client.get(balances, headers=live.headers(trader)))["credits"]
+        == (before["credits"])
+    )
+    compliance = f"/v1/enterprises/{demo}/compliance"
+    periods = _ok(live.client.get(compliance, headers=live.headers("regulator")))["periods"]
+    (h1,) = [p for p in periods if p["period"] == "2025H1"]
+    assert (h1["obligation_t"], h1["surrendered_t"], h1["outstanding_t"]) == (100, 0, 100)

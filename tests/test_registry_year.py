@@ -487,11 +487,12 @@ def trade_and_surrender(zone: Zone) -> None:
 def deadline(zone: Zone) -> None:
     zone.on("2027-01-04")
     out = zone.ok(r.EnforcePeriod(period="2025"))
-    # The 6-month window is 2026-07-05..2027-01-04: both trading days are in it.
+    # The 6-month window is the one before the deadline, 2026-07-01..2026-12-31 (not
+    # the one before today): both trading days are in it.
     # VWAP = (652 × 5,100 + 30 × 5,000) / 682 = 3,475,200 / 682 = 5,095.601 → 5,096 fen.
     # E2's shortfall 89 - 30 = 59 t: penalty 3 × 5,096 × 59 = 901,992 fen. E2 has
     # 350,000 available: that is taken, 551,992 stays owed (no negative balance).
-    window = "2026-07-05..2027-01-04"
+    window = "2026-07-01..2026-12-31"
     assert [e for e in out if not isinstance(e, r.PeriodEnforced)] == [
         r.ShortfallRecorded(period="2025", enterprise_id="E2", shortfall=59),
         r.AllocationDeducted(from_period="2025", enterprise_id="E2", quantity=59),
@@ -1000,6 +1001,288 @@ def test_intake_refuses_bad_registry_commands_with_field_errors() -> None:
         validate(c.SurrenderCredits(enterprise_id="A", instrument=HCC, quantity=1, period="2025"))
         == []
     )
+
+
+# ---------------------------------------------------------------------------- amendments
+
+
+def kiln(tonnes: str) -> dict[str, str]:
+    """A process source of exactly `tonnes` t CO2e (factor 1, with its reason)."""
+    return source("process", "kiln", tonnes, "t", factor="1", factor_reason="stack test")
+
+
+def report_s1(zone: Zone, tonnes: str) -> r.ReportSubmitted:
+    (submitted,) = zone.ok(
+        r.SubmitReport(
+            enterprise_id="S1",
+            period="2025",
+            sources=(kiln(tonnes),),
+            output_value="12000",
+            energy_tce="3300",
+        )
+    )
+    assert isinstance(submitted, r.ReportSubmitted)
+    return submitted
+
+
+def verified_deficit(emissions: str = "1000", credits: int = 0) -> Zone:
+    """Given: S1's report of `emissions` t is verified; its quota is 900 t
+    (grandfathering mean(900) × 1); S1 holds `credits` t of HCC-2025. The other three
+    enterprises never report."""
+    zone = started()
+    zone.on("2026-01-20")
+    report_s1(zone, emissions)
+    zone.ok(r.VerifyReport(report_id="R-2025-S1", accepted=True, note="ok", verifier="V1"))
+    zone.ok(
+        r.SetAllocation(
+            period="2025",
+            enterprise_id="S1",
+            method="grandfathering",
+            params={"base_emissions_t": ["900"], "decline_factor": "1"},
+        )
+    )
+    if credits:
+        zone.ok(c.IssueCredits(enterprise_id="S1", instrument=HCC, quantity=credits, reason="t"))
+    return zone
+
+
+def close(zone: Zone) -> list[Event]:
+    zone.on("2026-03-31")
+    return zone.ok(r.ClosePeriod(period="2025"))
+
+
+def test_an_unverified_amendment_does_not_erase_a_verified_deficit() -> None:
+    """RULES.md: only verified emissions count, and a deficit becomes an obligation.
+    An amendment waiting for verification at the close must not make S1 a missing
+    report (no obligation, and unverifiable once the period is closed)."""
+    # given: 1,000 t verified against a 900 t quota: 100 t owed
+    zone = verified_deficit("1000")
+    # when: S1 amends its report (the same figures) just before the close
+    assert report_s1(zone, "1000").report_version == 2
+    out = close(zone)
+    # then: the close uses verified version 1, and the deficit is an obligation
+    (quota,) = zone.of(r.QuotaComputed, out)
+    assert (quota.enterprise_id, quota.emissions_kg, quota.balance_t) == ("S1", "1000000", -100)
+    assert quota.inputs["report_version"] == 1
+    assert zone.of(r.ObligationCreated, out) == [
+        r.ObligationCreated(
+            period="2025", enterprise_id="S1", quantity=100, deadline=at(date(2027, 1, 1), "00:00")
+        )
+    ]
+    assert out[-1] == r.PeriodClosed(
+        period="2025",
+        instrument=HCC,
+        issued=0,
+        obligations=100,
+        missing_reports=("E1", "E2", "S2"),
+        unallocated=(),
+    )
+    # and the amendment stays unverified: the period is closed
+    zone.refused(
+        r.VerifyReport(report_id="R-2025-S1", accepted=True, note="late", verifier="V1"),
+        "period_closed",
+    )
+    # and at the deadline the 100 t are a shortfall
+    zone.on("2027-01-04")
+    enforced = zone.ok(r.EnforcePeriod(period="2025"))
+    assert zone.of(r.ShortfallRecorded, enforced) == [
+        r.ShortfallRecorded(period="2025", enterprise_id="S1", shortfall=100)
+    ]
+
+
+def test_only_a_verified_amendment_replaces_the_verified_figures() -> None:
+    """An amendment with lower emissions counts once verified, not before; a returned
+    amendment leaves the verified figures standing."""
+    # given/when: an unverified amendment claims 500 t (a 400 t surplus)
+    pending = verified_deficit("1000")
+    report_s1(pending, "500")
+    # then: the verified 1,000 t count: 100 t owed, nothing issued
+    (quota,) = pending.of(r.QuotaComputed, close(pending))
+    assert (quota.emissions_kg, quota.balance_t, quota.inputs["report_version"]) == (
+        "1000000",
+        -100,
+        1,
+    )
+    # given/when: the verifier returns the amendment
+    returned = verified_deficit("1000")
+    report_s1(returned, "500")
+    returned.ok(r.VerifyReport(report_id="R-2025-S1", accepted=False, note="no", verifier="V1"))
+    # then: version 1 still counts
+    (quota,) = returned.of(r.QuotaComputed, close(returned))
+    assert (quota.balance_t, quota.inputs["report_version"]) == (-100, 1)
+    # given/when: the verifier accepts the amendment before the close
+    accepted = verified_deficit("1000")
+    report_s1(accepted, "500")
+    accepted.ok(r.VerifyReport(report_id="R-2025-S1", accepted=True, note="ok", verifier="V1"))
+    out = close(accepted)
+    # then: version 2 counts: 900 - 500 = 400 t issued
+    (quota,) = accepted.of(r.QuotaComputed, out)
+    assert (quota.emissions_kg, quota.balance_t, quota.inputs["report_version"]) == (
+        "500000",
+        400,
+        2,
+    )
+    assert accepted.of(CreditsIssued, out)[0].quantity == 400
+
+
+def test_a_report_never_verified_is_still_missing_at_the_close() -> None:
+    """No verified version at all: the enterprise is listed as missing, as before."""
+    # given: S1 submitted and was returned, then amended; nothing was ever verified
+    zone = started()
+    zone.on("2026-01-20")
+    report_s1(zone, "1000")
+    zone.ok(r.VerifyReport(report_id="R-2025-S1", accepted=False, note="no", verifier="V1"))
+    report_s1(zone, "1000")
+    # when: the period closes
+    out = close(zone)
+    # then: S1 is a missing report; no quota, no obligation
+    assert out == [
+        r.PeriodClosed(
+            period="2025",
+            instrument=HCC,
+            issued=0,
+            obligations=0,
+            missing_reports=("E1", "E2", "S1", "S2"),
+            unallocated=(),
+        )
+    ]
+
+
+# ---------------------------------------------------------------------------- deadline
+
+
+def test_surrenders_are_refused_from_the_deadline_on() -> None:
+    """RULES.md: an obligation is to be surrendered by the deadline (default: the end of
+    31 December after the period); the shortfall at the deadline is what is penalised."""
+    # given: S1 owes 100 t, holds 100 t, and surrenders 40 on the last day
+    zone = verified_deficit("1000", credits=100)
+    close(zone)
+    zone.on("2026-12-31", "23:59:58")  # the surrender is sent a second later: 23:59:59
+    zone.ok(c.SurrenderCredits(enterprise_id="S1", instrument=HCC, quantity=40, period="2025"))
+    # when: S1 surrenders the rest at the deadline (00:00 on 1 January), or after it
+    zone.on("2027-01-01", "00:00")
+    on_time = c.SurrenderCredits(enterprise_id="S1", instrument=HCC, quantity=60, period="2025")
+    refusal = zone.refused(on_time, "past_deadline")
+    zone.on("2027-01-10")
+    zone.refused(on_time, "past_deadline")
+    # then: nothing left S1, and the deadline's 60 t shortfall is penalised
+    assert refusal.detail == f"the deadline was {at(date(2027, 1, 1), '00:00')}"
+    assert zone.credits("S1") == (60, 0)
+    zone.on("2027-01-11")
+    out = zone.ok(r.EnforcePeriod(period="2025"))
+    (penalty,) = zone.of(r.PenaltyCharged, out)
+    # no trade ever: the reference price 5,000; 3 × 5,000 × 60 = 900,000, paid from
+    # S1's 4,000,000
+    assert (penalty.tonnes, penalty.price, penalty.amount, penalty.paid) == (
+        60,
+        5_000,
+        900_000,
+        900_000,
+    )
+    assert zone.engine.registry.enterprises["S1"].shortfall_periods == ["2025"]
+
+
+#: (local time, price) of 100 t trades of HCC-2025 from E1 to S2: two in the six months
+#: before the 2025 deadline (2027-01-01 00:00), two after it; the last one comes 200
+#: days after 2027-01-11, when daily prices that old are normally no longer kept.
+TRADES = (
+    ("2026-07-15 10:00", 5_500),
+    ("2026-12-01 10:00", 5_000),
+    ("2027-01-01 10:00", 4_600),
+    ("2027-07-30 10:00", 4_700),
+)
+
+
+def trade_until(zone: Zone, until: str) -> None:
+    """Given: the TRADES before local time `until` (E1 sells, S2 buys)."""
+    zone.ok(c.DepositCash(enterprise_id="S2", amount=100_000_000))
+    zone.ok(c.IssueCredits(enterprise_id="E1", instrument=HCC, quantity=1_000, reason="t"))
+    for moment, price in TRADES:
+        if moment >= until:
+            break
+        zone.on(*moment.split())
+        for who, side in (("E1", "sell"), ("S2", "buy")):
+            zone.ok(
+                c.PlaceOrder(
+                    client_order_id=f"{who}-{moment}",
+                    enterprise_id=who,
+                    instrument=HCC,
+                    side=side,
+                    order_type="limit",
+                    quantity=100,
+                    price=price,
+                )
+            )
+
+
+def enforced_on(moment: str, *, force: bool = False) -> tuple[Zone, list[Event]]:
+    """S1 owes 100 t for 2025 and surrenders nothing; the regulator enforces at
+    `moment` (local), after the TRADES before it."""
+    zone = verified_deficit("1000")
+    close(zone)
+    trade_until(zone, moment)
+    zone.on(*moment.split())
+    return zone, zone.ok(r.EnforcePeriod(period="2025", force=force))
+
+
+def test_the_penalty_price_is_the_six_months_before_the_deadline() -> None:
+    """RULES.md: the shortfall at the deadline pays 3 × the average price of the last 6
+    months. The window ends with the deadline, so the penalty does not depend on when
+    the regulator enforces: at the deadline, three weeks or seven months later (when
+    the engine would otherwise have dropped the daily prices of 2026)."""
+    penalties = set()
+    for moment in ("2027-01-01 00:00", "2027-01-20 10:00", "2027-08-02 10:00"):
+        # given/when
+        zone, out = enforced_on(moment)
+        # then: always the window 2026-07-01..2026-12-31, trades after it left out:
+        # (100 × 5,500 + 100 × 5,000) / 200 = 5,250; 3 × 5,250 × 100 = 1,575,000 fen,
+        # paid from S1's 4,000,000
+        (penalty,) = zone.of(r.PenaltyCharged, out)
+        penalties.add((penalty.price, penalty.price_basis, penalty.amount, penalty.paid))
+        assert out[-1] == r.PeriodEnforced(
+            period="2025",
+            price=5_250,
+            price_basis="vwap 2026-07-01..2026-12-31: 200 t",
+            shortfalls=1,
+            forced=False,
+        )
+    assert penalties == {(5_250, "vwap 2026-07-01..2026-12-31: 200 t", 1_575_000, 1_575_000)}
+    assert zone.cash("S1") == (4_000_000 - 1_575_000, 0)
+    # and once the period is enforced, old daily prices are dropped again (HISTORY_DAYS)
+    zone.ok(c.IssueCredits(enterprise_id="E1", instrument=HCC, quantity=1, reason="t"))
+    for who, side in (("E1", "sell"), ("S2", "buy")):
+        zone.ok(
+            c.PlaceOrder(
+                client_order_id=f"{who}-last",
+                enterprise_id=who,
+                instrument=HCC,
+                side=side,
+                order_type="limit",
+                quantity=1,
+                price=4_700,
+            )
+        )
+    zone.on("2027-08-03")
+    assert [day for day, *_ in zone.engine.state()["instruments"][HCC]["history"]] == [
+        (date(2027, 7, 30) - date(1970, 1, 1)).days,
+        (date(2027, 8, 2) - date(1970, 1, 1)).days,
+    ]
+
+
+def test_a_forced_enforcement_averages_the_six_months_before_it() -> None:
+    """Before the deadline (`force`), there is no deadline window yet: the six months up
+    to the enforcement's day count, as the latest prices there are."""
+    # given: the trade of 2026-07-15 only; when: enforced by force on 2026-10-01
+    zone, out = enforced_on("2026-10-01 10:00", force=True)
+    # then: 3 × 5,500 × 100
+    assert out[-1] == r.PeriodEnforced(
+        period="2025",
+        price=5_500,
+        price_basis="vwap 2026-04-02..2026-10-01: 100 t",
+        shortfalls=1,
+        forced=True,
+    )
+    assert zone.of(r.PenaltyCharged, out)[0].amount == 1_650_000
 
 
 # ---------------------------------------------------------------------------- on the stores

@@ -82,7 +82,8 @@ _command_rejected: Final = constructor(CommandRejected)
 ACTIVE: Final = "active"
 SUSPENDED: Final = "suspended"
 #: Days of daily volume/notional kept per instrument: more than the 6 months (≤ 184
-#: days) the penalty price averages over.
+#: days) the penalty price averages over, counted back from today or, while a period
+#: awaits enforcement after its deadline, from that deadline (see average_price).
 HISTORY_DAYS: Final = 190
 _EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
 _SIDES: Final = frozenset(("buy", "sell"))
@@ -169,7 +170,8 @@ class Instrument:
         self.book = Book()
         self.bands: dict[tuple[int, int], tuple[int, int]] = {}  # (close, bps) -> band
         # [day, volume, notional] of each closed trading day with continuous trades, for
-        # the penalty's 6-month average price; days older than HISTORY_DAYS are dropped.
+        # the penalty's 6-month average price; days older than HISTORY_DAYS are dropped
+        # (before today or before a deadline still to enforce: Engine._history_floor).
         self.history: list[list[int]] = []
         self.reset_day()
 
@@ -346,13 +348,14 @@ class Engine:
     def _close_day(self, results: list[Event]) -> None:
         for order in [o for o in self.orders.values() if o.time_in_force == "day"]:
             results.append(self._expire(order))
+        history_floor = self._history_floor()
         for symbol in sorted(self.instruments):
             inst = self.instruments[symbol]
             if inst.day_volume:
                 close = vwap(inst.day_notional, inst.day_volume)
                 history = inst.history
                 history.append([self.day, inst.day_volume, inst.day_notional])
-                while history[0][0] <= self.day - HISTORY_DAYS:
+                while history[0][0] <= history_floor:
                     del history[0]
             else:
                 close = inst.previous_close
@@ -1339,31 +1342,60 @@ class Engine:
     def _registry_command(self, cmd: Event, position: int) -> list[Event]:
         return self.registry.handle(cmd, self.time, self._port)
 
-    def average_price(self, symbol: str) -> AveragePrice:
+    def average_price(self, symbol: str, deadline: int | None = None) -> AveragePrice:
         """The penalty price (RULES.md: "3 × the average price of the last 6 months").
 
         The volume-weighted average price of the instrument's continuous trades over
-        the six calendar months that end with the current trading day (the day's
-        trades so far included; negotiated block trades excluded, as in the daily
-        close), rounded half-up to the fen. When there was no trade in that window,
-        the instrument's latest daily close: the operator's reference price while the
-        instrument has never traded, otherwise the last price the market made.
+        six calendar months (negotiated block trades excluded, as in the daily close),
+        rounded half-up to the fen. With a `deadline` (µs; not after now), the months
+        before it: they end with the last trading day that closed by the deadline (the
+        day before it, for a deadline at midnight such as the default), so the price
+        is the same whenever after the deadline it is asked for. Without one, the
+        months ending with the current trading day, its trades so far included (an
+        enforcement forced before the deadline). When there was no trade in that
+        window, the instrument's latest daily close: the operator's reference price
+        while the instrument has never traded, otherwise the last price the market
+        made (after a deadline, that can be a close made since the deadline: the
+        engine keeps no older close than its history).
         """
         inst = self.instruments[symbol]
-        today = date.fromordinal(_EPOCH_ORDINAL + self.day)
-        year, month = divmod(today.year * 12 + today.month - 1 - 6, 12)
-        start = date(year, month + 1, min(today.day, monthrange(year, month + 1)[1]))
+        if deadline is None:
+            last_day = self.day
+            volume = inst.day_volume
+            notional = inst.day_notional
+        else:
+            # Daily figures are whole days: a day counts when its close came by the
+            # deadline (and is then in the history: the deadline has passed).
+            last_day = self.calendar.day(deadline)
+            if self.calendar.schedule(last_day).closes_at > deadline:
+                last_day -= 1
+            volume = notional = 0
+        end = date.fromordinal(_EPOCH_ORDINAL + last_day)
+        year, month = divmod(end.year * 12 + end.month - 1 - 6, 12)
+        start = date(year, month + 1, min(end.day, monthrange(year, month + 1)[1]))
         first_day = start.toordinal() - _EPOCH_ORDINAL  # excluded: exactly six months
-        volume = inst.day_volume
-        notional = inst.day_notional
         for day, day_volume, day_notional in inst.history:
-            if first_day < day <= self.day:
+            if first_day < day <= last_day:
                 volume += day_volume
                 notional += day_notional
-        window = f"{iso_day(first_day + 1)}..{iso_day(self.day)}"
+        window = f"{iso_day(first_day + 1)}..{iso_day(last_day)}"
         if volume == 0:
             return AveragePrice(inst.previous_close, f"no trades {window}: latest close")
         return AveragePrice(vwap(notional, volume), f"vwap {window}: {volume} t")
+
+    def _history_floor(self) -> int:
+        """The latest day whose daily prices may be dropped from the history.
+
+        HISTORY_DAYS before today; but while a period awaits enforcement after its
+        deadline, HISTORY_DAYS before that deadline, so that a late enforcement still
+        finds the six months before the deadline (dropping them would make the penalty
+        depend on when the regulator enforces). Once enforced, the floor moves on.
+        """
+        keep_from = self.day
+        deadline = self.registry.earliest_pending_deadline()
+        if deadline is not None:
+            keep_from = min(keep_from, self.calendar.day(deadline))
+        return keep_from - HISTORY_DAYS
 
     # ------------------------------------------------------------------ state
 
@@ -1631,5 +1663,5 @@ class _EnginePort:
         self._engine.accounts[enterprise_id].cash -= amount
         self._engine.penalties_collected += amount
 
-    def average_price(self, instrument: str) -> AveragePrice:
-        return self._engine.average_price(instrument)
+    def average_price(self, instrument: str, deadline: int | None) -> AveragePrice:
+        return self._engine.average_price(instrument, deadline)

@@ -118,7 +118,7 @@ class ExchangePort(Protocol):
 
     def charge(self, enterprise_id: str, amount: int) -> None: ...
 
-    def average_price(self, instrument: str) -> AveragePrice: ...
+    def average_price(self, instrument: str, deadline: int | None) -> AveragePrice: ...
 
 
 @dataclass(frozen=True)
@@ -204,6 +204,16 @@ class Registry:
             ]
 
     # ------------------------------------------------------------------ lookups
+
+    def earliest_pending_deadline(self) -> int | None:
+        """The earliest deadline (µs) of a period not enforced yet, if any.
+
+        The penalty averages the prices of the six months before the deadline, however
+        long after it the regulator enforces; the engine keeps the daily prices that far
+        back until then (see ``Engine.average_price``).
+        """
+        deadlines = [p.deadline for p in self.periods.values() if p.status != "enforced"]
+        return min(deadlines) if deadlines else None
 
     def manages(self, period: str) -> bool:
         """True when `period` is a compliance period of this registry (surrenders
@@ -401,15 +411,22 @@ class Registry:
         return [r.ReportReturned(**common)]
 
     def _verified(self, enterprise_id: str, period: str) -> dict[str, Any] | None:
-        """The verified figures of an enterprise's report, if its latest version is verified.
+        """The latest verified version of an enterprise's report, if it has one.
 
-        An amendment after verification supersedes the verified figures until it is
-        verified in turn: only verified emissions count (RULES.md).
+        Only verified emissions count (RULES.md), so an amendment counts once it is
+        verified, and until then (or when it is returned) the version verified before
+        it still does. Letting a pending amendment hide the verified figures would let
+        an enterprise with a verified deficit escape its obligation: re-submit before
+        the close, be listed as a missing report, and the amendment can no longer be
+        verified once the period is closed. An enterprise with no verified version at
+        all has no verified figures (a missing report at the close).
         """
         report = self.reports.get(r.report_id(enterprise_id, period))
-        if report is None or report.status != "verified":
+        if report is None:
             return None
-        return report.latest
+        versions: list[dict[str, Any]] = report.versions
+        verified = [version for version in versions if version["status"] == "verified"]
+        return verified[-1] if verified else None
 
     # ------------------------------------------------------------------ close
 
@@ -527,10 +544,13 @@ class Registry:
     def surrender(self, cmd: SurrenderCredits, time: int, port: ExchangePort) -> list[Event]:
         """Surrender against an obligation of a registry period (``SurrenderCredits``).
 
-        Refused above the outstanding obligation, above the available credits (credits
-        held for sell orders do not count), with credits of a later vintage than the
-        period, or with offsets beyond their cap; the serials surrendered are published
-        in ``CreditsSurrendered``.
+        Refused from the period's deadline on (``past_deadline``: RULES.md wants the
+        obligation surrendered by the deadline, and what is outstanding at the deadline
+        is the shortfall; a later surrender would wipe out a penalty already due), above
+        the outstanding obligation, above the available credits (credits held for sell
+        orders do not count), with credits of a later vintage than the period, or with
+        offsets beyond their cap; the serials surrendered are published in
+        ``CreditsSurrendered``.
         """
         try:
             return self._surrender(cmd, time, port)
@@ -546,6 +566,8 @@ class Registry:
 
     def _surrender(self, cmd: SurrenderCredits, time: int, port: ExchangePort) -> list[Event]:
         period = self._period(cmd.period, status="closed")
+        if time >= period.deadline:
+            raise Refused("past_deadline", f"the deadline was {period.deadline}")
         if cmd.enterprise_id not in period.obligations:
             raise Refused("no_obligation", f"no obligation for period {cmd.period}")
         if cmd.quantity <= 0:
@@ -586,8 +608,20 @@ class Registry:
     # ------------------------------------------------------------------ deadline
 
     def _enforce(self, cmd: r.EnforcePeriod, time: int, port: ExchangePort) -> list[Event]:
+        """Charge the shortfalls at the deadline (RULES.md): deduct them from the next
+        period's allocation and penalise them at 3 × the average price of the six months
+        before the deadline.
+
+        Surrenders are refused from the deadline on, so what is outstanding now is what
+        was outstanding at the deadline; and the price window ends with the deadline,
+        not with the day the regulator runs this, so enforcing later changes nothing.
+        Forced before the deadline (`force`), the window ends with the enforcement's
+        day instead: there is no deadline window yet, and the six months up to now are
+        the latest prices there are.
+        """
         period = self._period(cmd.period, status="closed")
-        if time < period.deadline and not cmd.force:
+        forced = time < period.deadline
+        if forced and not cmd.force:
             raise Refused("before_deadline", f"deadline is {period.deadline}")
         shortfalls = {
             eid: period.outstanding(eid)
@@ -598,7 +632,7 @@ class Registry:
         if shortfalls:
             if port.instrument_vintage(period.instrument) is None:
                 raise Refused("unknown_instrument", f"{period.instrument} is not listed")
-            price = port.average_price(period.instrument)
+            price = port.average_price(period.instrument, None if forced else period.deadline)
         multiplier = self.rules.penalty_multiplier
         results: list[Event] = []
         for eid, missing in shortfalls.items():
@@ -632,7 +666,7 @@ class Registry:
                 price=price.price,
                 price_basis=price.basis,
                 shortfalls=len(shortfalls),
-                forced=time < period.deadline,
+                forced=forced,
             )
         )
         return results

@@ -39,6 +39,7 @@ CONFLICTS = {
     "duplicate_credit_code",
     "invalid_transition",
     "not_awaiting_verification",
+    "past_deadline",
     "period_closed",
     "period_exists",
     "period_open",
