@@ -79,10 +79,10 @@ class OrderQueuingSet(Event):
 
 @event_type("QueuedOrdersReleased")
 class QueuedOrdersReleased(Event):
-    """The session opened: the queued orders are placed now, oldest first. The `results`
-    events that follow this one in the journal are theirs (their orders' acceptances,
-    trades, refusals), not the command's during which the session was found open: so a
-    reader that answers commands can tell the two apart."""
+    """The session opened: the queued orders were placed, oldest first. The `results`
+    events just before this one in the journal are theirs (their orders' acceptances,
+    trades, refusals), not the command's during which the session was found open, whose
+    own results follow: so a reader that answers commands can tell the two apart."""
 
     orders: int
     results: int

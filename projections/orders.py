@@ -214,13 +214,20 @@ class Outcomes(Projection):
 
     def reset(self) -> None:
         self._rows: dict[int, list[Any]] = {}
-        # Per command: how many more of its results are queued orders' (see apply).
-        self._released: dict[int, int] = {}
+        # The last command's row as written: a command with more results than a batch
+        # holds goes on in the next one, which must continue its row, not start anew
+        # (its first position and its answer are in the part already written).
+        self._last: list[Any] | None = None
+
+    def load(self, db: SqlDatabase) -> None:
+        rows = db.query("SELECT * FROM rm_outcomes ORDER BY cause DESC LIMIT 1")
+        self._last = list(rows[0]) if rows else None
 
     def flush(self, cursor: Cursor) -> None:
         self.write_upserts(cursor, OUTCOMES, [tuple(r) for _, r in sorted(self._rows.items())])
+        if self._rows:
+            self._last = self._rows[max(self._rows)]
         self._rows.clear()
-        self._released.clear()  # batches hold whole commands: every count ran out
 
     def apply(self, entry: Entry) -> None:
         cause = entry.cause
@@ -230,16 +237,18 @@ class Outcomes(Projection):
         kind = event.type_name
         row = self._rows.get(cause)
         if row is None:
-            row = self._rows[cause] = [cause, entry.position, entry.position, kind, None, None]
+            last = self._last
+            if last is not None and last[0] == cause:
+                row = self._rows[cause] = last
+            else:
+                row = [cause, entry.position, entry.position, kind, None, None]
+                self._rows[cause] = row
         row[2] = entry.position
-        # The orders queued for the session that this command found open come before
-        # its own results, after a marker that counts them: none of them answers it.
-        released = self._released.get(cause)
-        if released:
-            self._released[cause] = released - 1
-            return
         if kind == "QueuedOrdersReleased":
-            self._released[cause] = event.results  # type: ignore[attr-defined]
+            # The results before this marker were the queued orders' that this command
+            # found the session open for (and the time's): none of them answers it.
+            row[3], row[4], row[5] = kind, None, None
+            return
         # The answer to a command is its first result that is not a by-product of the
         # time it carried (expiries, the daily close and queued orders come first).
         if row[3] in _TIME_RESULTS and kind not in _TIME_RESULTS:

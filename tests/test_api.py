@@ -14,6 +14,8 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
+from events.codec import decode
+from events.exchange import OrderQueuingSet
 from infra.store import open_store
 from projections import all_projections
 from projections.projector import Projector
@@ -246,6 +248,7 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, set[str]]] = [
                   "side": "buy", "type": "limit", "quantity": 1, "price": 5_500}]},
      {"trader1"}),
     ("POST", "/v1/cash/deposits", {"enterprise_id": E1, "amount": 10}, {"operator"}),
+    ("PUT", "/v1/market/queuing", {"enabled": False}, {"operator"}),
     ("POST", "/v1/cash/withdrawals", {"enterprise_id": E1, "amount": 10}, {"operator"}),
     ("POST", "/v1/credits/issuances",
      {"enterprise_id": E1, "instrument": "HCC-2025", "quantity": 5, "reason": "fix"},
@@ -834,3 +837,16 @@ def test_a_regulator_sets_a_position_limit_that_orders_then_meet(live: Live) -> 
     lifted = live.client.put(path, headers=regulator, json={"limit": 0})
     assert lifted.status_code == 200
     assert live.order("trader2", E2, side="buy", quantity=11, price=5_900).status_code == 201
+
+
+def test_the_operator_turns_queuing_on_and_off(live: Live) -> None:
+    # The live system's calendar is always open: what queuing does is in the engine's
+    # and the projections' tests; here, the switch itself.
+    path, operator = "/v1/market/queuing", live.headers("operator")
+    bad = live.client.put(path, headers=operator, json={"enabled": "yes"})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "enabled"
+    for enabled in (True, False):
+        answer = live.client.put(path, headers=operator, json={"enabled": enabled})
+        assert answer.status_code == 200 and answer.json()["enabled"] is enabled, answer.text
+        journaled = live.store.journal.read(answer.json()["position"] - 1, 1)[0]
+        assert decode(journaled.payload).event == OrderQueuingSet(enabled=enabled)

@@ -1113,7 +1113,7 @@ def test_queued_orders_are_released_as_a_marked_block_and_survive_a_snapshot() -
     restored = Engine.from_state(m.engine.state(), m.engine.config)
     assert restored.state_hash() == m.engine.state_hash()
     # The same command at the open gives the same results on both engines: the
-    # release marker, the queued orders' own results, then the command's.
+    # queued orders' own results, the release marker, then the command's.
     opening = c.PlaceOrder(
         client_order_id="b", enterprise_id="B", instrument="HCC-2025", side="buy",
         order_type="limit", quantity=3, price=5_000, time_in_force="day",
@@ -1122,11 +1122,11 @@ def test_queued_orders_are_released_as_a_marked_block_and_survive_a_snapshot() -
     at_open = at(MONDAY, "09:30")
     live = m.engine.apply(m.position + 1, at_open, opening)
     assert restored.apply(m.position + 1, at_open, opening) == live
-    released = live[0]
+    assert [type(e) for e in live[:2]] == [OrderAccepted, OrderAccepted]
+    assert [e.order_id for e in live[:2]] == [m.order_id("A#1"), m.order_id("A#2")]
+    released = live[2]
     assert isinstance(released, QueuedOrdersReleased)
     assert (released.orders, released.results) == (2, 2)
-    assert [type(e) for e in live[1:3]] == [OrderAccepted, OrderAccepted]
-    assert [e.order_id for e in live[1:3]] == [m.order_id("A#1"), m.order_id("A#2")]
     assert isinstance(live[3], OrderAccepted) and live[3].order_id == m.position + 1
     assert isinstance(live[4], TradeExecuted) and live[4].quantity == 3
     assert restored.state_hash() == m.engine.state_hash()

@@ -19,9 +19,9 @@ from projections.holdings import holdings_of
 from projections.market import book, candles, instruments
 from projections.orders import order, orders, outcome
 from projections.projector import Projector, tracking_positions
-from scripts.workload import SYMBOL, workload
+from scripts.workload import START, SYMBOL, setup_commands, workload
 from services.exchange.asof import report
-from services.exchange.calendar import ALWAYS
+from services.exchange.calendar import ALWAYS, CN_ETS
 from services.exchange.config import EngineConfig
 from services.exchange.intake import Intake
 from services.exchange.runner import EngineRunner
@@ -29,6 +29,7 @@ from services.exchange.runner import EngineRunner
 CONFIG = EngineConfig(calendar=ALWAYS)
 N = 2_000
 DAY = 86_400_000_000
+HOUR = 3_600_000_000
 
 
 def _extras(first_position: int, last_time: int) -> list[tuple[Event, int]]:
@@ -296,3 +297,57 @@ def test_the_projector_command_rebuilds_and_catches_up(store_url: str) -> None:
     assert f"from {head} journal entries" in rebuilt.output
     with open_store(store_url) as store:
         assert _checksums(store) == before
+
+
+def test_queued_orders_in_the_read_models_and_in_the_commands_answers(store_url: str) -> None:
+    # The workload starts at 10:00 in Beijing on a Tuesday; 22:00 is outside cn-ets's
+    # sessions, 09:30 the next morning inside.
+    setup = [(command, START + i) for i, command in enumerate(setup_commands(3))]
+    evening, morning = START + 12 * HOUR, START + 23 * HOUR + 30 * 60_000_000
+
+    def place(coid: str, eid: str, side: str, qty: int, price: int, tif: str) -> c.PlaceOrder:
+        return c.PlaceOrder(client_order_id=coid, enterprise_id=eid, instrument=SYMBOL,
+                            side=side, order_type="limit", quantity=qty, price=price,
+                            time_in_force=tif)  # fmt: skip
+
+    first = len(setup) + 2  # the first order's id: its intake position
+    resting, banded, withdrawn, opening = first, first + 1, first + 2, first + 4
+    commands = [
+        *setup,
+        (c.SetOrderQueuing(enabled=True), evening),
+        (place("q1", "E0000", "sell", 100, 6_000, "gtc"), evening + 1),
+        (place("q2", "E0001", "buy", 10, 9_000, "gtc"), evening + 2),  # beyond the band
+        (place("q3", "E0002", "sell", 5, 6_000, "day"), evening + 3),
+        (c.CancelOrder(order_id=withdrawn, enterprise_id="E0002"), evening + 4),
+        (place("o1", "E0001", "buy", 40, 6_000, "day"), morning),
+    ]
+    with open_store(store_url) as store:
+        Intake(store).submit(commands)
+        runner = EngineRunner(store, EngineConfig(calendar=CN_ETS), batch=3)
+        runner.recover()
+        runner.drain()
+        projector = Projector(store, all_projections(), batch=4)
+        projector.catch_up()
+        db = store.sql
+        assert outcome(db, resting)["result_type"] == "OrderQueued"  # type: ignore[index]
+        assert outcome(db, banded)["result_type"] == "OrderQueued"  # type: ignore[index]
+        # The order that found the session open is answered by its own results, not by
+        # the queued orders placed just before it (one of which was refused).
+        opened = outcome(db, opening)
+        assert opened is not None
+        assert (opened["result_type"], opened["reject_reason"]) == ("OrderAccepted", None)
+        states = {o: order(db, o) for o in (resting, banded, withdrawn, opening)}
+        assert {o: s["status"] for o, s in states.items() if s} == {
+            resting: "partially_filled", banded: "rejected", withdrawn: "cancelled",
+            opening: "filled",
+        }  # fmt: skip
+        assert states[banded]["reject_reason"] == "outside_price_band"  # type: ignore[index]
+        assert states[resting]["remaining_quantity"] == 60  # type: ignore[index]
+        assert [o["order_id"] for o in orders(db, "E0000", "open")] == [resting]
+        # The read models agree with the engine after all of it.
+        engine = runner.engine
+        assert balances_of(db, "E0001")["cash"] == {  # type: ignore[index]
+            "available": engine.accounts["E0001"].cash,
+            "held": engine.accounts["E0001"].cash_held,
+        }
+        assert report(engine)["queued_orders"] == []

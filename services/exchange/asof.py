@@ -134,7 +134,7 @@ def state_as_of(store: Store, point: AsOf, config: EngineConfig | None = None) -
 
 
 def report(engine: Engine) -> dict[str, Any]:
-    """Balances, holdings (with serial ranges), open orders and market terms."""
+    """Balances, holdings (with serial ranges), open and queued orders and market terms."""
     accounts = {}
     for eid in sorted(engine.accounts):
         account = engine.accounts[eid]
@@ -173,6 +173,19 @@ def report(engine: Engine) -> dict[str, Any]:
         }
         for o in engine.orders.values()
     ]
+    # Orders waiting for the next session (the operator's queuing): nothing held yet.
+    queued = [
+        {
+            "order_id": order_id,
+            "enterprise_id": q.enterprise_id,
+            "instrument": q.instrument,
+            "side": q.side,
+            "price": q.price,
+            "quantity": q.quantity,
+            "time_in_force": q.time_in_force,
+        }
+        for order_id, q in engine.queued.items()
+    ]
     markets = {
         symbol: {"previous_close": inst.previous_close, "fee_bps": inst.fee_bps}
         for symbol, inst in sorted(engine.instruments.items())
@@ -195,6 +208,7 @@ def report(engine: Engine) -> dict[str, Any]:
         "time": engine.time,
         "accounts": accounts,
         "open_orders": orders,
+        "queued_orders": queued,
         "obligations": obligations,
         "markets": markets,
         "fees_collected": engine.fees_collected,

@@ -601,8 +601,8 @@ class Engine:
         released: list[Event] = []
         for position, cmd in queued.items():
             released += self._place(cmd, position)
-        results.append(QueuedOrdersReleased(orders=len(queued), results=len(released)))
         results += released
+        results.append(QueuedOrdersReleased(orders=len(queued), results=len(released)))
 
     def _unqueue(self, order_id: int, enterprise_id: str, reason: str) -> OrderCancelled:
         cmd = self.queued.pop(order_id)

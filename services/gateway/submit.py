@@ -318,7 +318,7 @@ class OutcomeWatcher:
             self._thread.join(timeout=5)
 
 
-_ORDER_RESULTS = {"OrderAccepted", "OrderRejected"}
+_ORDER_RESULTS = {"OrderAccepted", "OrderRejected", "OrderQueued"}
 
 
 def _resolve(future: asyncio.Future[Any], found: dict[int, dict[str, Any]]) -> None:

@@ -30,6 +30,7 @@ Ctx = Annotated[Gateway, Depends(gateway)]
 
 ORDER_EVENTS = {
     "OrderAccepted",
+    "OrderQueued",
     "OrderRejected",
     "OrderCancelled",
     "OrderExpired",
