@@ -236,3 +236,26 @@ def test_a_surrender_after_the_deadline_is_a_conflict(live: Live) -> None:
     periods = _ok(live.client.get(compliance, headers=live.headers("regulator")))["periods"]
     (h1,) = [p for p in periods if p["period"] == "2025H1"]
     assert (h1["obligation_t"], h1["surrendered_t"], h1["outstanding_t"]) == (100, 0, 100)
+
+
+def test_enforcing_twice_or_reporting_before_approval_are_conflicts(live: Live) -> None:
+    _post(live, "regulator", "/v1/periods",
+          {"period": "2030", "deadline": "2030-01-01T00:00:00+08:00"}, 201)  # fmt: skip
+    _post(live, "regulator", "/v1/periods/2030/close")
+    _post(live, "regulator", "/v1/periods/2030/enforce", {"force": True})
+    again = live.client.post(
+        "/v1/periods/2030/enforce", headers=live.headers("regulator"), json={"force": True}
+    )
+    assert again.status_code == 409, again.text
+    assert again.json()["reason"] == "period_enforced"
+    pending = _post(live, "operator", "/v1/enterprises",
+                    {"name": "P", "sector": "steel", "credit_code": "91340100MA2N0EEE1U"},
+                    201)["enterprise_id"]  # fmt: skip
+    token = create_token(live.store.sql, "trader", pending)
+    early = live.client.post(
+        f"/v1/enterprises/{pending}/reports", headers={"Authorization": f"Bearer {token}"},
+        json={"period": "2030", "output_value": 1, "energy_tce": 1,
+              "sources": [{"kind": "fuel", "name": "raw_coal", "activity": 5, "unit": "t"}]},
+    )  # fmt: skip
+    assert early.status_code == 409, early.text
+    assert early.json()["reason"] == "enterprise_not_approved"
