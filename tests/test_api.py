@@ -519,6 +519,17 @@ def test_a_block_trade_is_proposed_confirmed_and_settled(live: Live) -> None:
     refused = live.client.post(f"/v1/block-trades/{small}/confirm", headers=live.headers("trader1"))
     assert refused.status_code == 422 and refused.json()["reason"] == "below_block_minimum"
     assert _balances(live, "trader2", E2) == after
+    # A party frozen between proposal and confirmation: a conflict with the state.
+    frozen_deal = live.client.post("/v1/block-trades", headers=live.headers("trader2"),
+                                   json=deal).json()["block_trade_id"]  # fmt: skip
+    freeze = live.client.post(f"/v1/enterprises/{E2}/freeze", headers=regulator,
+                              json={"frozen": True, "reason": "inquiry"})  # fmt: skip
+    assert freeze.status_code == 200, freeze.text
+    conflict = live.client.post(
+        f"/v1/block-trades/{frozen_deal}/confirm", headers=live.headers("trader1")
+    )
+    assert conflict.status_code == 409 and conflict.json()["reason"] == "account_frozen"
+    assert _balances(live, "trader2", E2) == after
 
 
 def test_the_stream_sends_trades_books_and_own_orders(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from services.gateway.context import Gateway, gateway
 from services.gateway.idempotency import idempotent
 from services.gateway.problems import Problem
 from services.gateway.requests import OrjsonRoute
-from services.gateway.routes.common import ERRORS, json
+from services.gateway.routes.common import CONFLICTS, ERRORS, json
 
 __all__ = ["BLOCK_TRADES", "router"]
 
@@ -154,9 +154,10 @@ async def _confirm(ctx: Gateway, block_trade_id: str, block: dict[str, Any]) -> 
         status=status, reason=reason, position=result["last_position"],
     )  # fmt: skip
     block.update(status=status, reason=reason, position=result["last_position"])
-    if reason:
-        raise Problem(422, "Block trade rejected", f"the engine rejected it: {reason}",
-                      reason=reason, block_trade_id=block_trade_id)  # fmt: skip
+    if reason:  # about the parties' state (a frozen account): 409; about the deal: 422
+        raise Problem(409 if reason in CONFLICTS else 422, "Block trade rejected",
+                      f"the engine rejected it: {reason}", reason=reason,
+                      block_trade_id=block_trade_id)  # fmt: skip
     return json(block)
 
 
