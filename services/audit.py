@@ -66,7 +66,10 @@ def verify_store(
             "results": result.results,
             "state_hash": result.state_hash,
         }
-        if not result.ok:
+        if not result.ok and result.problem is not None:
+            reexecution.update(problem=result.problem, snapshot_at=result.snapshot_at)
+            problem = problem or f"re-execution: {result.problem}"
+        elif not result.ok:
             reexecution.update(
                 differs_at=result.differs_at, expected=result.expected, found=result.found
             )

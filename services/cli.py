@@ -599,6 +599,8 @@ def verify(db_url: str, calendar: str | None, quiet: bool) -> None:
             f"re-execution: ok, {again['commands']} commands reproduced {again['results']} "
             f"journal events; state hash {again['state_hash']}"
         )
+    elif again.get("problem"):
+        click.echo(f"re-execution: DIFFERS: {again['problem']}")
     else:
         click.echo(f"re-execution: DIFFERS at journal position {again['differs_at']}")
         click.echo(f"  re-executed: {again['expected']}")

@@ -7,17 +7,20 @@ import threading
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 from click.testing import CliRunner
+from rawsql import raw_sql, rewrite_and_rechain
 
 from events import commands as c
 from events.exchange import EngineSnapshot, TradeExecuted
 from infra.store import Store, open_store
 from scripts.workload import workload
+from services.audit import verify_store
 from services.cli import main
 from services.exchange.calendar import ALWAYS
 from services.exchange.config import EngineConfig
-from services.exchange.engine import Engine
+from services.exchange.engine import Engine, hash_state
 from services.exchange.intake import Intake, InvalidCommand
 from services.exchange.reexecute import reexecute
 from services.exchange.runner import ENGINE_READER, EngineRunner
@@ -125,6 +128,56 @@ def test_verify_passes_then_names_the_first_difference_under_other_rules(
     # Fees first show in the first buy hold; it can be no later than the first trade.
     assert other_fees.differs_at <= first_trade
     assert other_fees.expected != other_fees.found
+
+
+def _history_with_snapshots(store_url: str) -> int:
+    """A history with snapshots; the snapshot log's last position."""
+    with open_store(store_url) as store:
+        Intake(store).submit(workload(400, enterprises=6))
+        runner = EngineRunner(store, CONFIG, batch=100, snapshot_every=150)
+        runner.recover()
+        runner.drain()
+        last: int = store.snapshots.position
+    assert last >= 2
+    return last
+
+
+def test_verify_refuses_a_forged_snapshot_even_when_its_chain_is_whole(store_url: str) -> None:
+    last = _history_with_snapshots(store_url)
+    with open_store(store_url) as store:
+        honest = store.snapshots.read(last - 1, 1)[0]
+        envelope = orjson.loads(honest.body)
+        state = envelope["data"]["state"]
+        state["accounts"]["E0000"]["cash"] += 5_000_000_000
+        envelope["data"]["state_hash"] = hash_state(state)  # consistent with itself
+    rewrite_and_rechain(store_url, "snapshots", last, orjson.dumps(envelope))
+    cli = CliRunner()
+    answer = cli.invoke(main, ["verify", "--db", store_url, "--calendar", "always", "--quiet"])
+    assert answer.exit_code == 1, answer.output
+    assert "snapshots: ok" in answer.output  # the chain was rewritten whole ...
+    assert f"re-execution: DIFFERS: snapshot {last} (after intake position" in answer.output
+    with open_store(store_url) as store:  # ... and the API says the same
+        found = verify_store(store, CONFIG)
+    assert not found["ok"] and found["reexecution"]["snapshot_at"] == last
+
+
+def test_verify_notices_commands_missing_from_the_intake_logs_end(store_url: str) -> None:
+    _history_with_snapshots(store_url)
+    with open_store(store_url) as store:
+        last = store.intake.position
+        answering = [e.position for e in store.journal.events() if e.cause == last]
+    raw_sql(
+        store_url,
+        f"DELETE FROM intake_events WHERE rowid = {last};"
+        f"DELETE FROM journal_events WHERE rowid >= {answering[0]}",
+        f"DELETE FROM intake_events WHERE notification_id = {last};"
+        f"DELETE FROM journal_events WHERE notification_id >= {answering[0]}",
+    )
+    answer = CliRunner().invoke(
+        main, ["verify", "--db", store_url, "--calendar", "always", "--quiet"]
+    )
+    assert answer.exit_code == 1, answer.output
+    assert f"recorded consuming the intake log up to position {last}" in answer.output
 
 
 def test_the_store_records_the_engines_calendar_and_verify_and_replay_default_to_it(
