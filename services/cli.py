@@ -103,6 +103,22 @@ def _engine_config(calendar: str) -> EngineConfig:
     return EngineConfig(calendar=calendar_named(calendar))
 
 
+def _existing_store(db_url: str | None) -> Any:
+    """The store at `db_url` for an audit command (`verify`, `replay`, `export`), which
+    must not create one: opening a mistyped SQLite path would make an empty store and
+    report on it ("ok, 0 events"). PostgreSQL refuses a database that does not exist."""
+    from pathlib import Path
+    from urllib.parse import urlsplit
+
+    url = db_url or os.environ.get("CARBONX_DATABASE_URL") or DEFAULT_URL
+    parts = urlsplit(url)
+    if parts.scheme.split("+")[0] == "sqlite":
+        path = parts.path[1:] if parts.path.startswith("/") else parts.path
+        if path not in ("", ":memory:") and not Path(path).is_file():
+            raise click.UsageError(f"no store at {path}: check --db (or CARBONX_DATABASE_URL)")
+    return open_store(url)
+
+
 def _engine_calendar(store: Any, asked: str | None) -> str:
     """The calendar for an engine on `store` (recorded there), or a usage error."""
     from services.exchange.store_calendar import CalendarMismatch, calendar_for_engine
@@ -370,7 +386,7 @@ def replay(db_url: str, calendar: str | None, as_of: str, out: str | None) -> No
         point = parse_point(as_of)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--as-of") from error
-    with open_store(db_url) as store:
+    with _existing_store(db_url) as store:
         try:
             config = _engine_config(calendar_to_read(store, calendar))
             engine = state_as_of(store, point, config)
@@ -534,7 +550,7 @@ def export(db_url: str, period: str, form: str, out: str | None) -> None:
     from projections.projector import Projector
     from services.export import export_period
 
-    with open_store(db_url) as store:
+    with _existing_store(db_url) as store:
         Projector(store, all_projections()).catch_up()
         try:
             manifest = export_period(store, period, form, Path(out or f"export-{period}"))
@@ -579,7 +595,7 @@ def verify(db_url: str, calendar: str | None, quiet: bool) -> None:
 
     from services.exchange.store_calendar import calendar_to_read
 
-    with open_store(db_url) as store:
+    with _existing_store(db_url) as store:
         config = _engine_config(calendar_to_read(store, calendar))
         result = verify_store(store, config, progress)
     for bar in bars:

@@ -305,3 +305,17 @@ def test_logs_are_json_lines_with_request_fields() -> None:
     line = orjson.loads(JsonFormatter().format(record))
     assert line["msg"] == "GET /x" and line["status"] == 200 and line["logger"] == "carbonx.http"
     assert line["level"] == "info" and line["ts"].endswith("+00:00")
+
+
+def test_audit_commands_refuse_a_store_that_does_not_exist(tmp_path: Path) -> None:
+    missing = tmp_path / "typo" / "carbonx.db"
+    url = f"sqlite:///{missing}"
+    for args in (
+        ["verify", "--db", url, "--quiet"],
+        ["replay", "--db", url, "--as-of", "1"],
+        ["export", "--db", url, "--period", "2025", "--out", str(tmp_path / "out")],
+    ):
+        answer = CliRunner().invoke(main, args)
+        assert answer.exit_code == 2, (args, answer.output)
+        assert f"no store at {missing}" in answer.output
+    assert not missing.parent.exists()  # nothing was created on the way
