@@ -1025,7 +1025,11 @@ def test_no_trading_day_closed_for_weekend_days_on_cn_ets() -> None:
             "2025-03-10 15:00 tick",
         ],
     )
-    assert [d for d, _, _ in m.closes()] == ["2025-03-03", "2025-03-07", "2025-03-10"]
+    # Tuesday to Thursday had no command: they close too, carrying the close.
+    assert [d for d, _, _ in m.closes()] == [
+        "2025-03-03", "2025-03-04", "2025-03-05", "2025-03-06", "2025-03-07", "2025-03-10",
+    ]  # fmt: skip
+    assert {close for _, close, _ in m.closes()} == {5_000}
 
 
 def test_accepted_order_event_describes_the_order() -> None:

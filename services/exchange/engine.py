@@ -313,7 +313,14 @@ class Engine:
         if today is None or now >= today.ends_at:
             if today is not None and not self.day_closed and today.trading:
                 self._close_day(results)
-            today = self._enter_day(self.calendar.day(now))
+            day = self.calendar.day(now)
+            if today is not None:
+                # Trading days that no command fell in still close, carrying the close:
+                # the daily series (candles, bands, reports) has no holes.
+                for skipped in range(self.day + 1, day):
+                    if self._enter_day(skipped).trading:
+                        self._close_day(results)
+            today = self._enter_day(day)
             self.day_closed = False
             for account in self.accounts.values():
                 account.bought_today.clear()
