@@ -10,6 +10,7 @@ forward).
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +26,8 @@ from services.exchange import serials
 from services.exchange.config import EngineConfig
 from services.exchange.engine import Engine
 from services.exchange.runner import ENGINE_READER
+
+log = logging.getLogger("carbonx.asof")
 
 __all__ = ["AsOf", "parse_point", "report", "state_as_of"]
 
@@ -101,20 +104,41 @@ def state_as_of(store: Store, point: AsOf, config: EngineConfig | None = None) -
         target = AsOf(consumed, time=point.time)  # as far as the engine has got
     engine = Engine(config)
     start = journal_start = 0
-    latest_row: Row | None = None
+    usable: list[int] = []  # snapshot log positions at or before the target
     for page in store.snapshots.pages(0, None, 100):
         for row in page:
-            if _snapshot_intake_position(row) <= target.intake_position:
-                latest_row = row
-    if latest_row is not None:
-        # Only the snapshot we start from becomes objects and an engine.
-        latest = decode(latest_row.body).event
-        assert isinstance(latest, EngineSnapshot)
-        candidate = Engine.from_state(latest.state, config)  # ValueError: other rules
+            try:
+                if _snapshot_intake_position(row) <= target.intake_position:
+                    usable.append(row.position)
+            except (ValueError, KeyError, TypeError):
+                log.warning("snapshot %d is unreadable: not used", row.position)
+    # The newest that loads and hashes to what it says; an unusable one costs only
+    # time (the replay starts from an earlier one, or from the beginning), never the
+    # answer. Only the snapshot we start from becomes objects and an engine.
+    rules = engine.config.fingerprint()
+    for at in reversed(usable):
+        try:
+            latest = decode(store.snapshots.read(at - 1, 1)[0].body).event
+            assert isinstance(latest, EngineSnapshot)
+        except (ValueError, KeyError, TypeError, AssertionError) as error:
+            log.warning("snapshot %d not used: %s", at, error)
+            continue
+        if latest.state.get("rules") != rules:  # not corruption: the question is wrong
+            raise ValueError(
+                f"snapshot {at} was taken under rules {latest.state.get('rules')}, not "
+                f"{rules}: replay under the rules the journal was produced with (--calendar)"
+            )
+        try:
+            candidate = Engine.from_state(latest.state, config)
+        except (ValueError, KeyError, TypeError) as error:
+            log.warning("snapshot %d not used: %s", at, error)
+            continue
         if candidate.state_hash() != latest.state_hash:
-            raise ValueError(f"snapshot at intake {latest.intake_position} is corrupt")
+            log.warning("snapshot %d not used: its state does not match its hash", at)
+            continue
         engine = candidate
         start, journal_start = latest.intake_position, latest.journal_position
+        break
     journal = (row for page in store.journal.pages(journal_start, None, 20_000) for row in page)
     position = journal_start
     for page in store.intake.pages(start, target.intake_position, 20_000):
