@@ -117,3 +117,11 @@ def test_a_corrupt_snapshot_only_costs_time_the_replay_starts_earlier(store_url:
     rewrite_and_rechain(store_url, "snapshots", last, orjson.dumps(envelope))
     with open_store(store_url) as store:
         assert report(state_as_of(store, end, CONFIG)) == honest
+
+
+def test_a_time_with_its_plus_lost_in_a_url_is_read_as_its_offset() -> None:
+    # "?as_of=2025-11-25T10:00:00+08:00" unencoded: the query parser turns "+" into " ".
+    same = {parse_point(text).time for text in (
+        "2025-11-25T10:00:00+08:00", "2025-11-25T10:00:00 08:00", "2025-11-25T02:00:00Z",
+    )}  # fmt: skip
+    assert same == {START}

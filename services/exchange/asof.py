@@ -41,11 +41,16 @@ class AsOf:
     time: int | None = None
 
 
+_UNENCODED_PLUS = re.compile(r"(T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:\d{2})$")
+
+
 def parse_point(text: str) -> AsOf:
     """A journal position ("1234": digits only) or an ISO 8601 time with a "T"
     ("2025-11-25T10:00:00+08:00"; without an offset it is UTC)."""
     if text.isdigit():
         return AsOf(intake_position=-1, journal_position=int(text))
+    # "+08:00" typed into a URL without encoding arrives as " 08:00".
+    text = _UNENCODED_PLUS.sub(r"\1+\2", text)
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
