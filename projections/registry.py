@@ -3,7 +3,8 @@ enterprise and period, and evaluations.
 
 Compliance follows one enterprise through a period: its verified emissions, its quota
 and the inputs behind it, the credits issued for a surplus or the obligation for a
-deficit, what it surrendered, any shortfall at the deadline and the penalty charged.
+deficit, what it surrendered, any shortfall at the deadline, the penalty charged and
+what of it is still unpaid.
 Decimals stay the exact strings the engine journaled.
 """
 
@@ -284,6 +285,29 @@ class Registry(Projection):
         row = self._row(e.enterprise_id, e.period)
         row[_C["penalty_fen"]] += e.amount
         row[_C["penalty_unpaid_fen"]] += e.unpaid
+
+    def on_PenaltyCollected(self, entry: Entry) -> None:
+        """Take a collection off the enterprise's unpaid penalties, oldest period first.
+
+        The engine keeps one debt per enterprise (the unpaid parts of its penalties,
+        less what `CollectPenalty` took) and does not say which period a collection
+        pays. Paying the oldest first keeps the sum of `penalty_unpaid_fen` over the
+        enterprise's periods equal to the engine's debt at every position, with an
+        order that does not depend on when the projector's batches fall.
+        """
+        e: r.PenaltyCollected = entry.event  # type: ignore[assignment]
+        left = e.amount
+        for period in sorted(self.periods):  # by name, as the engine sorts periods
+            if left == 0:
+                break
+            key = (e.enterprise_id, period)
+            row = self.compliance.get(key)
+            if row is None or not row[_C["penalty_unpaid_fen"]]:
+                continue
+            paid = min(left, row[_C["penalty_unpaid_fen"]])
+            row[_C["penalty_unpaid_fen"]] -= paid
+            left -= paid
+            self._dirty_compliance.add(key)
 
     def on_PeriodClosed(self, entry: Entry) -> None:
         e: r.PeriodClosed = entry.event  # type: ignore[assignment]

@@ -371,11 +371,11 @@ def replay(db_url: str, calendar: str | None, as_of: str, out: str | None) -> No
     """Rebuild the state as of a point and print it (or write it, --out) as JSON.
 
     Every balance (cash available and held), holding (with serial ranges), open order,
-    compliance obligation and market's previous close, exactly as it stood right after
-    the command that
-    journal position answers (or, for a time, after the commands up to the first one
-    stamped later). Every replayed result is checked against the journal: replaying
-    under other rules (--calendar) than the journal's fails instead of guessing.
+    compliance obligation, enterprise's unpaid penalty debt and market's previous close,
+    exactly as it stood right after the command that journal position answers (or, for
+    a time, after the commands up to the first one stamped later). Every replayed result
+    is checked against the journal: replaying under other rules (--calendar) than the
+    journal's fails instead of guessing.
     """
     import orjson
 

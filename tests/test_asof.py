@@ -7,6 +7,7 @@ import orjson
 from click.testing import CliRunner
 from rawsql import rewrite_and_rechain
 
+from events.codec import decode
 from infra.store import open_store
 from scripts.workload import START, workload
 from services.cli import main
@@ -125,3 +126,32 @@ def test_a_time_with_its_plus_lost_in_a_url_is_read_as_its_offset() -> None:
         "2025-11-25T10:00:00+08:00", "2025-11-25T10:00:00 08:00", "2025-11-25T02:00:00Z",
     )}  # fmt: skip
     assert same == {START}
+
+
+def test_the_as_of_state_shows_each_enterprises_penalty_debt(store_url: str) -> None:
+    """The registry year: E2's 551,992 fen left unpaid at the 2025 deadline is owed from
+    the enforcement until `CollectPenalty` takes it from E2's next deposit."""
+    from events import registry as r
+    from tests.test_registry_year import CONFIG as YEAR_CONFIG
+    from tests.test_registry_year import run_year
+
+    with open_store(store_url) as store:
+        Intake(store).submit([(command, time) for _, time, command in run_year().log])
+        EngineRunner(store, YEAR_CONFIG, batch=40, snapshot_every=30).drain()
+        kinds = r.ShortfallRecorded | r.PenaltyCharged | r.PenaltyCollected
+        journal = [(row.position, decode(row.payload).event) for page in store.journal.pages()
+                   for row in page]  # fmt: skip
+        where = {type(e).__name__: p for p, e in journal if isinstance(e, kinds)}
+        assert len(where) == 3  # each happens once in the year
+
+        def debts(position: int) -> dict[str, int]:
+            engine = state_as_of(store, AsOf(-1, journal_position=position), YEAR_CONFIG)
+            found: dict[str, int] = report(engine)["penalty_debts"]
+            return found
+
+        owed = {"E1": 0, "E2": 551_992, "S1": 0, "S2": 0}
+        assert debts(where["ShortfallRecorded"] - 1) == owed | {"E2": 0}  # before the deadline
+        assert debts(where["PenaltyCharged"]) == owed
+        assert debts(where["PenaltyCollected"] - 1) == owed  # E2 deposited, not yet collected
+        assert debts(where["PenaltyCollected"]) == owed | {"E2": 0}
+        assert debts(store.journal.head()[0]) == owed | {"E2": 0}

@@ -57,6 +57,8 @@ def test_the_compliance_year_exports_as_csv_and_json(store_url: str, tmp_path: P
             if name == "penalties":
                 (penalty,) = rows
                 assert penalty["enterprise_id"] == "E2" and int(penalty["penalty_fen"]) == 901_992
+                # 350,000 paid at the deadline, the 551,992 left collected after it
+                assert int(penalty["penalty_unpaid_fen"]) == 0
             if name == "issuances":
                 assert {int(r["serial_first"]) for r in rows} >= {1, 34}  # the close's blocks
         assert manifest["files"]["evaluations"]["rows"] == 4

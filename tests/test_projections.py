@@ -281,6 +281,72 @@ def test_the_compliance_year_in_the_read_models(store_url: str) -> None:
         assert (owed[("2025", "E2")]["surrendered"], owed[("2025", "E2")]["shortfall"]) == (30, 59)
 
 
+def _follow_penalty_debts(store: Store, log: list[tuple[int, int, Event]], eid: str) -> list[Any]:
+    """Run `log` one command at a time, projecting after each (in batches of 3, with a
+    projector that starts from the tables), and
+    check that every enterprise's unpaid penalties in rm_compliance add up to the
+    engine's debt at each step. Returns the distinct (debt, unpaid by period) of `eid`
+    in order."""
+    from projections.registry import compliance_of
+    from tests.test_registry_year import CONFIG as YEAR_CONFIG
+
+    Intake(store).submit([(command, time) for _, time, command in log])
+    runner = EngineRunner(store, YEAR_CONFIG, batch=1)
+    runner.recover()
+    seen: list[Any] = []
+    while runner.step():
+        # A new projector each time: its state comes back from the tables (a restart).
+        Projector(store, all_projections(), batch=3).catch_up()
+        registry = runner.engine.registry
+        for who in sorted(registry.enterprises):
+            unpaid = {
+                row["period"]: row["penalty_unpaid_fen"]
+                for row in compliance_of(store.sql, who)
+                if row["penalty_fen"]
+            }
+            assert sum(unpaid.values()) == registry.penalty_debt(who), (who, unpaid)
+            if who == eid and (not seen or seen[-1] != (registry.penalty_debt(who), unpaid)):
+                seen.append((registry.penalty_debt(who), unpaid))
+    # And a rebuild from zero, in any batch size, gives the same tables.
+    before = _checksums(store)
+    for batch in (1, 7, 5_000):
+        Projector(store, all_projections(), batch, rebuild_batch=batch).rebuild()
+        assert _checksums(store) == before
+    return seen
+
+
+def test_a_collected_penalty_is_no_longer_unpaid_in_the_read_model(store_url: str) -> None:
+    """The registry year: E2 is charged 901,992 fen at the 2025 deadline, pays 350,000
+    at once and the 551,992 left from its next deposit (`PenaltyCollected`). The read
+    model showed the 551,992 as unpaid for ever (rm_compliance, the compliance API and
+    the export's penalties file)."""
+    from projections.registry import compliance_of
+    from tests.test_registry_year import run_year
+
+    with open_store(store_url) as store:
+        seen = _follow_penalty_debts(store, run_year().log, "E2")
+        assert seen == [(0, {}), (551_992, {"2025": 551_992}), (0, {"2025": 0})]
+        (e2,) = [row for row in compliance_of(store.sql, "E2") if row["period"] == "2025"]
+        assert (e2["penalty_fen"], e2["penalty_unpaid_fen"]) == (901_992, 0)
+
+
+def test_penalty_collections_pay_the_oldest_period_first(store_url: str) -> None:
+    """The engine keeps one debt per enterprise; the read model splits each collection
+    over the periods, oldest first (whatever order they were enforced in)."""
+    from tests.test_registry_year import two_unpaid_penalties
+
+    with open_store(store_url) as store:
+        seen = _follow_penalty_debts(store, two_unpaid_penalties().log, "S1")
+    assert seen == [
+        (0, {}),
+        (750_000, {"2025H2": 750_000}),
+        (2_250_000, {"2025": 1_500_000, "2025H2": 750_000}),
+        (1_250_000, {"2025": 500_000, "2025H2": 750_000}),
+        (250_000, {"2025": 0, "2025H2": 250_000}),
+        (0, {"2025": 0, "2025H2": 0}),
+    ]
+
+
 def test_the_projector_command_rebuilds_and_catches_up(store_url: str) -> None:
     from click.testing import CliRunner
 

@@ -1285,6 +1285,63 @@ def test_a_forced_enforcement_averages_the_six_months_before_it() -> None:
     assert zone.of(r.PenaltyCharged, out)[0].amount == 1_650_000
 
 
+def two_unpaid_penalties() -> Zone:
+    """S1 owes penalties for two periods, 2025 (100 t short) and 2025H2 (50 t short),
+    with no cash to pay them at the deadline, and pays its debt in three collections.
+
+    The later period is enforced first. The engine keeps one debt per enterprise and
+    does not say which period a collection pays; the read model pays the oldest period
+    first (tests/test_projections.py)."""
+    zone = verified_deficit("1000")  # 2025: 1,000 t verified against 900 t
+    zone.ok(r.OpenPeriod(period="2025H2", instrument=HCC))
+    zone.ok(
+        r.SubmitReport(
+            enterprise_id="S1",
+            period="2025H2",
+            sources=(kiln("950"),),
+            output_value="12000",
+            energy_tce="3300",
+        )
+    )
+    zone.ok(r.VerifyReport(report_id="R-2025H2-S1", accepted=True, note="ok", verifier="V1"))
+    zone.ok(
+        r.SetAllocation(
+            period="2025H2",
+            enterprise_id="S1",
+            method="grandfathering",
+            params={"base_emissions_t": ["900"], "decline_factor": "1"},
+        )
+    )
+    close(zone)
+    zone.ok(r.ClosePeriod(period="2025H2"))
+    zone.ok(c.WithdrawCash(enterprise_id="S1", amount=4_000_000))  # all of S1's cash
+    zone.on("2027-01-11")
+    # No trade ever: the reference price 5,000. 3 × 5,000 × 50 = 750,000 for 2025H2,
+    # then 3 × 5,000 × 100 = 1,500,000 for 2025, none of it paid.
+    for period, amount in (("2025H2", 750_000), ("2025", 1_500_000)):
+        (penalty,) = zone.of(r.PenaltyCharged, zone.ok(r.EnforcePeriod(period=period)))
+        assert (penalty.amount, penalty.paid, penalty.unpaid) == (amount, 0, amount)
+    assert zone.engine.registry.penalty_debt("S1") == 2_250_000
+    for deposit, paid, left in (
+        (1_000_000, 1_000_000, 1_250_000),
+        (1_000_000, 1_000_000, 250_000),
+        (300_000, 250_000, 0),
+    ):
+        zone.ok(c.DepositCash(enterprise_id="S1", amount=deposit))
+        assert zone.ok(r.CollectPenalty(enterprise_id="S1")) == [
+            r.PenaltyCollected(enterprise_id="S1", amount=paid, remaining_debt=left)
+        ]
+    assert zone.cash("S1") == (50_000, 0)
+    zone.refused(r.CollectPenalty(enterprise_id="S1"), "no_penalty_debt")
+    return zone
+
+
+def test_a_penalty_debt_over_two_periods_is_collected_in_parts() -> None:
+    zone = two_unpaid_penalties()
+    assert zone.engine.penalties_collected == 2_250_000
+    check_conservation(zone)
+
+
 # ---------------------------------------------------------------------------- on the stores
 
 

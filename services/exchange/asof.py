@@ -163,7 +163,8 @@ def state_as_of(store: Store, point: AsOf, config: EngineConfig | None = None) -
 
 
 def report(engine: Engine) -> dict[str, Any]:
-    """Balances, holdings (with serial ranges), open and queued orders and market terms."""
+    """Balances, holdings (with serial ranges), open and queued orders, compliance
+    obligations, penalty debts (fen, every registered enterprise) and market terms."""
     accounts = {}
     for eid in sorted(engine.accounts):
         account = engine.accounts[eid]
@@ -233,12 +234,16 @@ def report(engine: Engine) -> dict[str, Any]:
         for name, period in sorted(engine.registry.periods.items())
         for eid, o in sorted(period.obligations.items())
     ]
+    # What each enterprise still owes of its penalties (the engine keeps one debt per
+    # enterprise, not per period): it blocks withdrawals until collected.
+    debts = {eid: engine.registry.penalty_debt(eid) for eid in sorted(engine.registry.enterprises)}
     return {
         "time": engine.time,
         "accounts": accounts,
         "open_orders": orders,
         "queued_orders": queued,
         "obligations": obligations,
+        "penalty_debts": debts,
         "markets": markets,
         "fees_collected": engine.fees_collected,
         "state_hash": engine.state_hash(),

@@ -57,8 +57,9 @@ async def state(
         ),
     ],
 ) -> Response:
-    """Every balance, holding (with serials), open order and market as of that point,
-    rebuilt from the log (and checked against the journal on the way)."""
+    """Every balance, holding (with serials), open order, obligation, penalty debt and
+    market as of that point, rebuilt from the log (and checked against the journal on
+    the way)."""
     caller.require("regulator")
     try:
         point = parse_point(as_of.strip())
