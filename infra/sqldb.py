@@ -25,7 +25,14 @@ from psycopg_pool import ConnectionPool
 from infra.checkpoint import NO_AUTOCHECKPOINT
 from infra.writegate import WriteGate
 
-__all__ = ["Cursor", "PostgresDatabase", "SQLiteDatabase", "SqlDatabase", "WritePlan"]
+__all__ = [
+    "Cursor",
+    "PostgresDatabase",
+    "Reader",
+    "SQLiteDatabase",
+    "SqlDatabase",
+    "WritePlan",
+]
 
 #: Values bound per multi-row statement on SQLite (well under its variable limit).
 _SQLITE_VALUES = 800
@@ -84,6 +91,13 @@ class Cursor(Protocol):
     def fetchone(self) -> tuple[Any, ...] | None: ...
 
 
+class Reader(Protocol):
+    """What a read-only snapshot transaction hands out (:meth:`SqlDatabase.snapshot`)."""
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of one statement, as of the transaction's snapshot."""
+
+
 class WritePlan(Cursor, Protocol):
     """A cursor that only writes, and only later: what is asked of it is prepared now
     (statements and parameters built) and run by :meth:`replay` inside a transaction.
@@ -112,6 +126,11 @@ class SqlDatabase(Protocol):
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Rows of one read-only statement."""
+
+    def snapshot(self) -> contextlib.AbstractContextManager[Reader]:
+        """A read-only transaction: every query in the block sees the database as it was
+        at the block's first read, whatever commits meanwhile (an export's rows and the
+        tracking position they are stamped with must agree)."""
 
     def close(self) -> None: ...
 
@@ -187,6 +206,14 @@ class _SQLiteCursor:
     def fetchone(self) -> tuple[Any, ...] | None:
         row: tuple[Any, ...] | None = self._cursor.fetchone()
         return row
+
+
+class _SQLiteReader:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._conn.execute(sql.replace("%s", "?"), tuple(params)).fetchall()
 
 
 class _Recorded:
@@ -309,6 +336,24 @@ class SQLiteDatabase:
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._connection().execute(sql.replace("%s", "?"), tuple(params)).fetchall()
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[Reader]:
+        """A deferred ``BEGIN`` on this thread's connection: in WAL mode, a read
+        transaction sees one snapshot from its first read to its end, while the writer
+        goes on committing (it takes no lock a writer waits for, so no write gate).
+        ``query_only`` makes it read-only, as on PostgreSQL: a write in it would take
+        the write lock behind the gate's back."""
+        conn = self._connection()
+        conn.execute("PRAGMA query_only = ON")
+        try:
+            conn.execute("BEGIN")
+            try:
+                yield _SQLiteReader(conn)
+            finally:
+                conn.rollback()
+        finally:
+            conn.execute("PRAGMA query_only = OFF")
 
     def close(self) -> None:
         with self._lock:
@@ -499,6 +544,16 @@ class _PostgresCursor:
         return row
 
 
+class _PostgresReader:
+    def __init__(self, cursor: Any) -> None:
+        self._cursor = cursor
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        self._cursor.execute(sql, tuple(params) if params else None)
+        rows: list[tuple[Any, ...]] = self._cursor.fetchall()
+        return rows
+
+
 #: Column types whose array elements need no quotes (what a read model holds besides text).
 _UNQUOTED = frozenset({"bigint", "integer", "smallint", "boolean"})
 
@@ -613,6 +668,15 @@ class PostgresDatabase:
                 sql, tuple(params) if params else None
             ).fetchall()
             return rows
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[Reader]:
+        """``REPEATABLE READ, READ ONLY``: the snapshot is taken at the first query and
+        kept to the end (the default READ COMMITTED takes one per statement). Set with
+        ``SET TRANSACTION`` inside the block, so the pooled connection keeps its defaults."""
+        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield _PostgresReader(cursor)
 
     def close(self) -> None:
         self._pool.close()

@@ -329,13 +329,29 @@ def enterprises(db: SqlDatabase) -> list[dict[str, Any]]:
 def ledger_of(
     db: SqlDatabase, owner: str, after: int = 0, limit: int = 500
 ) -> list[dict[str, Any]]:
-    """An owner's postings after a journal position, oldest first."""
+    """An owner's postings after a journal position, oldest first, whole positions only.
+
+    One position often carries several postings (a fill: the hold released, the refund,
+    the credits), and the next page starts after a position: a page that ended inside
+    one lost the rest of it. So a full page drops its last position's postings and
+    leaves them to the next page, unless that position is all the page holds; then the
+    page holds all of that position's postings, more than `limit` if need be.
+    """
     names = LEDGER.column_names
-    return [
-        dict(zip(names, row, strict=True))
-        for row in db.query(
-            "SELECT * FROM rm_ledger WHERE owner = %s AND position > %s "
-            "ORDER BY position, seq LIMIT %s",
-            (owner, after, limit),
-        )
-    ]
+    rows = db.query(
+        "SELECT * FROM rm_ledger WHERE owner = %s AND position > %s "
+        "ORDER BY position, seq LIMIT %s",
+        (owner, after, limit + 1),
+    )
+    if len(rows) > limit:
+        last = rows[limit - 1][0]
+        if rows[limit][0] != last:  # the page ends on a position's last posting
+            rows = rows[:limit]
+        elif rows[0][0] != last:
+            rows = [row for row in rows[:limit] if row[0] != last]
+        else:
+            rows = db.query(
+                "SELECT * FROM rm_ledger WHERE owner = %s AND position = %s ORDER BY seq",
+                (owner, last),
+            )
+    return [dict(zip(names, row, strict=True)) for row in rows]

@@ -65,6 +65,21 @@ CANCELLATIONS = Table(
     ),
     key=("position",),
 )
+TRANSFERS = Table(
+    "rm_transfers",
+    (
+        ("position", "BIGINT NOT NULL"),
+        ("time", "BIGINT NOT NULL"),
+        ("from_enterprise_id", "TEXT NOT NULL"),
+        ("to_enterprise_id", "TEXT NOT NULL"),
+        ("instrument", "TEXT NOT NULL"),
+        ("quantity", "BIGINT NOT NULL"),
+        ("serials", "TEXT NOT NULL"),  # JSON [[first, last], ...]
+        ("reason", "TEXT NOT NULL"),
+    ),
+    key=("position",),
+    indexes=(("time",),),
+)
 
 
 class SerialConflict(ValueError):
@@ -143,7 +158,7 @@ def _last_of(held: Ranges, first: int) -> int | None:
 class Holdings(Projection):
     name = "holdings"
     cost = 21
-    tables = (HOLDINGS, ISSUANCES, CANCELLATIONS)
+    tables = (HOLDINGS, ISSUANCES, CANCELLATIONS, TRANSFERS)
 
     def reset(self) -> None:
         self.held: dict[tuple[str, str], Ranges] = {}
@@ -153,6 +168,7 @@ class Holdings(Projection):
         self._changes: dict[tuple[str, str], Changes] = {}
         self._issued: list[tuple[Any, ...]] = []
         self._cancelled: list[tuple[Any, ...]] = []
+        self._transferred: list[tuple[Any, ...]] = []
 
     def load(self, db: SqlDatabase) -> None:
         for eid, symbol, first, last in db.query(
@@ -177,9 +193,11 @@ class Holdings(Projection):
         cursor.insert_rows(HOLDINGS.name, HOLDINGS.column_names, added)
         cursor.insert_rows(ISSUANCES.name, ISSUANCES.column_names, self._issued)
         cursor.insert_rows(CANCELLATIONS.name, CANCELLATIONS.column_names, self._cancelled)
+        cursor.insert_rows(TRANSFERS.name, TRANSFERS.column_names, self._transferred)
         self._changes.clear()
         self._issued = []
         self._cancelled = []
+        self._transferred = []
 
     def _ranges(self, eid: str, symbol: str) -> tuple[Ranges, Changes]:
         key = (eid, symbol)
@@ -213,6 +231,10 @@ class Holdings(Projection):
     def on_CreditsTransferred(self, entry: Entry) -> None:
         e: a.CreditsTransferred = entry.event  # type: ignore[assignment]
         self._move(e.from_enterprise_id, e.to_enterprise_id, e.instrument, e.serials)
+        self._transferred.append(
+            (entry.position, entry.time, e.from_enterprise_id, e.to_enterprise_id, e.instrument,
+             e.quantity, orjson.dumps(e.serials).decode(), e.reason)
+        )  # fmt: skip
 
     def on_CreditsSurrendered(self, entry: Entry) -> None:
         e: a.CreditsSurrendered = entry.event  # type: ignore[assignment]

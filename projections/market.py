@@ -14,6 +14,8 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
+import orjson
+
 from events import exchange as x
 from events import market as m
 from infra.sqldb import Cursor, SqlDatabase
@@ -85,6 +87,7 @@ TRADES = Table(
         ("seller_id", "TEXT NOT NULL"),
         ("buyer_fee", "BIGINT NOT NULL"),
         ("seller_fee", "BIGINT NOT NULL"),
+        ("serials", "TEXT NOT NULL"),  # JSON [[first, last], ...] delivered to the buyer
     ),
     key=("trade_id",),
     indexes=(("instrument", "position"), ("time",)),
@@ -237,7 +240,7 @@ class Market(Projection):
         self._trades.append(
             (t.trade_id, entry.position, entry.time, t.instrument, t.price, t.quantity,
              t.aggressor, t.buy_order_id, t.sell_order_id, t.buyer_id, t.seller_id,
-             t.buyer_fee, t.seller_fee)
+             t.buyer_fee, t.seller_fee, orjson.dumps(t.serials).decode())
         )  # fmt: skip
         if block:
             return
@@ -368,6 +371,7 @@ def trades(
     for row in rows:
         data = dict(zip(TRADES.column_names, row, strict=True))
         data["block"] = data["aggressor"] == "block"
+        del data["serials"]  # custody is the export's and the holdings' business
         if not parties:
             for name in ("buy_order_id", "sell_order_id", "buyer_id", "seller_id",
                          "buyer_fee", "seller_fee"):  # fmt: skip

@@ -539,11 +539,13 @@ def token_create(db_url: str, role: str, enterprise: str | None, label: str) -> 
     help="Directory for the files (default: ./export-PERIOD).",
 )
 def export(db_url: str, period: str, form: str, out: str | None) -> None:
-    """Audit export of a period: trades, holdings, issuances (serial ranges), surrenders,
-    retirements, compliance, obligations, penalties, evaluations — one file each — and
-    manifest.json with each file's row count and SHA-256 and the journal position and
-    hash the files reflect. Market activity is the period's calendar year; compliance
-    records are the compliance period's."""
+    """Audit export of a period: trades and transfers (with serial ranges), holdings,
+    issuances, surrenders, retirements, compliance, obligations, penalties, evaluations —
+    one file each, read in one snapshot — and manifest.json with each file's row count
+    and SHA-256 and the journal position and hash the files reflect. Market activity is
+    the period's calendar year; compliance records are the compliance period's. CSV is
+    RFC 4180; a text cell starting with = + - @ (or a tab or CR) gets a ' in front
+    against formula injection; JSON is exact."""
     from pathlib import Path
 
     from projections import all_projections

@@ -7,6 +7,18 @@ itself — surrenders against it, obligations, compliance, penalties, evaluation
 of the journal position in the manifest. The manifest carries each file's row count and
 SHA-256, and the journal's head position and hash: an auditor can check the files
 against a `carbonx verify` of the same store.
+
+Every file is read in one read-only snapshot transaction together with the read models'
+tracking positions, so a projector committing meanwhile cannot put rows in a file that
+the manifest's position does not cover. Serial custody can be followed end to end:
+issuances, trades and transfers carry their serial ranges, surrenders and retirements
+theirs, so over all periods' files issued + bought + received - sold - given -
+surrendered - retired is each enterprise's holding.
+
+CSV is RFC 4180 (CRLF line ends; a field with a comma, quote, CR or LF is quoted). A
+text cell that a spreadsheet would read as a formula (it starts with ``=``, ``+``,
+``-``, ``@``, a tab or a CR, and is not a plain number) gets a ``'`` prefixed, as OWASP
+recommends against CSV injection. JSON is written exactly as stored.
 """
 
 from __future__ import annotations
@@ -14,6 +26,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -23,7 +36,6 @@ import orjson
 
 from events.chain import GENESIS
 from infra.store import Store
-from projections.projector import tracking_positions
 
 __all__ = ["EXPORTS", "export_period"]
 
@@ -33,8 +45,13 @@ SHANGHAI = timezone(timedelta(hours=8))
 EXPORTS: dict[str, tuple[str, str]] = {
     "trades": (
         "SELECT trade_id, position, time, instrument, price, quantity, aggressor, buyer_id, "
-        "seller_id, buyer_fee, seller_fee FROM rm_trades WHERE time >= %s AND time < %s "
+        "seller_id, buyer_fee, seller_fee, serials FROM rm_trades WHERE time >= %s AND time < %s "
         "ORDER BY position",
+        "year",
+    ),
+    "transfers": (
+        "SELECT position, time, from_enterprise_id, to_enterprise_id, instrument, quantity, "
+        "serials, reason FROM rm_transfers WHERE time >= %s AND time < %s ORDER BY position",
         "year",
     ),
     "issuances": (
@@ -96,15 +113,31 @@ def _columns(sql: str) -> list[str]:
     return [name.strip().rpartition(".")[2] for name in selected.split(",")]
 
 
+#: What a spreadsheet takes for the start of a formula (OWASP, "CSV Injection").
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+#: A plain number, which no spreadsheet evaluates as a formula: left as it is.
+_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell: text that could be read as a formula gets a ``'`` in front."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
 def _render(columns: Sequence[str], rows: list[tuple[Any, ...]], form: str) -> bytes:
     if form == "json":
         return orjson.dumps(
             [dict(zip(columns, row, strict=True)) for row in rows], option=orjson.OPT_INDENT_2
         )
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
+    text = io.StringIO(newline="")
+    # RFC 4180: CRLF ends a record, and the csv module quotes a field that holds a
+    # character of the line terminator, so both a bare CR and a bare LF are quoted (with
+    # "\n" alone a CR went out bare and a reader split the record there).
+    writer = csv.writer(text, lineterminator="\r\n")
     writer.writerow(columns)
-    writer.writerows(rows)
+    writer.writerows([tuple(map(_cell, row)) for row in rows])
     return text.getvalue().encode()
 
 
@@ -116,20 +149,27 @@ def export_period(store: Store, period: str, form: str, out: Path) -> dict[str, 
         raise ValueError("format must be csv or json")
     out.mkdir(parents=True, exist_ok=True)
     first, last = _year_range(period)
-    # The read models' position, not the journal's head (which may have moved on).
-    positions = tracking_positions(store.sql)
-    head = min(positions.values()) if positions else 0
+    params_of: dict[str, tuple[Any, ...]] = {
+        "year": (first, last),
+        "vintage": (first, last, int(period[:4])),
+        "period": (period,),
+        "none": (),
+    }
+    # One snapshot for the tracking positions and every file: a projector batch that
+    # commits meanwhile is in all of them or in none.
+    with store.sql.snapshot() as reader:
+        # The read models' position, not the journal's head (which may have moved on).
+        positions = [position for _, position in reader.query("SELECT * FROM rm_tracking")]
+        head = min(positions) if positions else 0
+        found = {
+            name: reader.query(sql, params_of[scope]) for name, (sql, scope) in EXPORTS.items()
+        }
+    # The journal only grows: the hash at `head` is the same after the snapshot.
     rows_at = store.journal.read(head - 1, 1) if head else []
     head_hash = rows_at[0].hash if rows_at else GENESIS
     files: dict[str, Any] = {}
-    for name, (sql, scope) in EXPORTS.items():
-        params: tuple[Any, ...] = {
-            "year": (first, last),
-            "vintage": (first, last, int(period[:4])),
-            "period": (period,),
-            "none": (),
-        }[scope]
-        rows = store.sql.query(sql, params)
+    for name, (sql, _) in EXPORTS.items():
+        rows = found[name]
         body = _render(_columns(sql), rows, form)
         path = out / f"{name}.{form}"
         path.write_bytes(body)

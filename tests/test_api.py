@@ -776,6 +776,36 @@ def test_the_tape_pages_forward_from_a_position_and_misses_nothing(live: Live) -
     assert [t["price"] for t in two["trades"]] == [6_000, 6_010]
 
 
+def test_the_ledger_pages_by_whole_positions_and_misses_nothing(live: Live) -> None:
+    """A fill posts several entries at one position; a page that ended inside it lost the
+    rest (`after` skips the whole position): at limit=1, 110 of 209 postings came back."""
+    for price in (6_000, 6_010, 6_020):
+        live.order("trader1", E1, side="sell", quantity=10, price=price)
+        assert live.order("trader2", E2, side="buy", quantity=10, price=price).is_success
+    headers = live.headers("trader1")
+    url = f"/v1/enterprises/{E1}/ledger"
+    full = live.client.get(f"{url}?limit=5000", headers=headers).json()
+    assert full["next_after"] == full["entries"][-1]["position"]
+    everything = [(e["position"], e["seq"]) for e in full["entries"]]
+    positions = [p for p, _ in everything]
+    assert any(positions.count(p) > 1 for p in positions)  # a fill posts several
+    for limit in (1, 2):
+        seen: list[tuple[int, int]] = []
+        after = 0
+        while True:
+            page = live.client.get(f"{url}?after={after}&limit={limit}", headers=headers).json()
+            if not page["entries"]:
+                assert page["next_after"] == after
+                break
+            got = [(e["position"], e["seq"]) for e in page["entries"]]
+            # Whole positions only: more than `limit` only when one position is all of it.
+            assert len(got) <= limit or len({p for p, _ in got}) == 1
+            assert page["next_after"] == got[-1][0] > after
+            seen += got
+            after = page["next_after"]
+        assert seen == everything, limit  # every posting once, in order
+
+
 def test_markets_report_the_latest_close(live: Live) -> None:
     markets = live.client.get("/v1/markets", headers=live.headers("viewer1")).json()["markets"]
     (market,) = markets

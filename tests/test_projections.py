@@ -19,6 +19,7 @@ from projections.holdings import holdings_of
 from projections.market import book, candles, instruments
 from projections.orders import order, orders, outcome
 from projections.projector import Projector, tracking_positions
+from projections.surveillance import summary
 from scripts.workload import START, SYMBOL, setup_commands, workload
 from services.exchange.asof import report
 from services.exchange.calendar import ALWAYS, CN_ETS
@@ -417,3 +418,51 @@ def test_queued_orders_in_the_read_models_and_in_the_commands_answers(store_url:
             "held": engine.accounts["E0001"].cash_held,
         }
         assert report(engine)["queued_orders"] == []
+
+
+def _equal_traders(store: Store, count: int) -> dict[str, Any]:
+    """`count` enterprises that each trade 10 t once (pairs of a seller and a buyer)."""
+    commands: list[tuple[Event, int]] = [
+        (c.ListInstrument(symbol=SYMBOL, vintage=2025, reference_price=5_000, fee_bps=0), START)
+    ]
+    for i in range(count):
+        eid = f"E{i:03d}"
+        commands += [
+            (c.OpenAccount(enterprise_id=eid), START),
+            (c.DepositCash(enterprise_id=eid, amount=10**9), START),
+            (c.IssueCredits(enterprise_id=eid, instrument=SYMBOL, quantity=100, reason="x"), START),
+        ]
+    for i in range(0, count, 2):
+        for eid, side in ((f"E{i:03d}", "sell"), (f"E{i + 1:03d}", "buy")):
+            commands.append(
+                (c.PlaceOrder(client_order_id=side, enterprise_id=eid, instrument=SYMBOL,
+                              side=side, order_type="limit", quantity=10, price=5_000,
+                              time_in_force="gtc"), START + 1)
+            )  # fmt: skip
+    Intake(store).submit(commands)
+    EngineRunner(store, CONFIG).drain()
+    Projector(store, all_projections()).catch_up()
+    return summary(store.sql)
+
+
+def test_surveillance_hhi_is_exact_and_shares_add_up(store_url: str) -> None:
+    """The HHI comes from the exact volumes, rounded half up (flooring each trader's term
+    gave 120 for 60 equal traders, and 0 from 101 on); shares add up to 10,000 bps."""
+    with open_store(store_url) as store:
+        found = _equal_traders(store, 60)
+    volume = found["volume_by_enterprise"]
+    assert len(volume) == 60
+    assert found["concentration"]["hhi"] == 167  # 10,000 / 60 = 166.67
+    assert sum(v["share_bps"] for v in volume) == 10_000
+    # 10,000 / 60 = 166.67: 40 get 167, 20 get 166, the ties going to the lower ids.
+    assert [v["share_bps"] for v in volume] == [167] * 40 + [166] * 20
+    assert volume[0]["enterprise_id"] == "E000" and volume[-1]["enterprise_id"] == "E059"
+    assert found["concentration"]["top_share_bps"] == 167
+
+
+def test_surveillance_hhi_of_more_than_a_hundred_traders(store_url: str) -> None:
+    with open_store(store_url) as store:
+        found = _equal_traders(store, 120)
+    assert found["concentration"]["hhi"] == 83  # 10,000 / 120 = 83.33
+    shares = [v["share_bps"] for v in found["volume_by_enterprise"]]
+    assert sum(shares) == 10_000 and shares == [84] * 40 + [83] * 80

@@ -5,6 +5,7 @@ and the same result as one statement per row."""
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -101,3 +102,34 @@ def test_a_failed_transaction_leaves_the_scratch_tables_usable(store_url: str) -
                 cursor.upsert_rows("t_bulk", COLUMNS, KEY, rows)
                 cursor.delete_rows("t_bulk", KEY, [(o, a) for o, a, _, _ in rows[:70]])
         assert db.query("SELECT COUNT(*) FROM t_bulk")[0][0] == 30
+
+
+def test_a_snapshot_sees_one_state_while_another_connection_commits(store_url: str) -> None:
+    """What an export reads in :meth:`SqlDatabase.snapshot` is the database at its first
+    read: a commit meanwhile (on another connection: the projector's thread) is not seen,
+    in that block, by either of two tables; the next read outside sees it. Nothing can be
+    written in the snapshot."""
+    with open_store(store_url) as store:
+        db = store.sql
+        with db.transaction() as cursor:
+            cursor.execute("CREATE TABLE t_one (n BIGINT NOT NULL)")
+            cursor.execute("CREATE TABLE t_two (n BIGINT NOT NULL)")
+            cursor.execute("INSERT INTO t_one VALUES (1)")
+            cursor.execute("INSERT INTO t_two VALUES (1)")
+
+        def commit_elsewhere() -> None:
+            with db.transaction() as cursor:
+                cursor.execute("INSERT INTO t_one VALUES (2)")
+                cursor.execute("INSERT INTO t_two VALUES (2)")
+
+        with db.snapshot() as reader:
+            assert reader.query("SELECT COUNT(*) FROM t_one") == [(1,)]
+            worker = threading.Thread(target=commit_elsewhere)
+            worker.start()
+            worker.join()
+            assert reader.query("SELECT COUNT(*) FROM t_one") == [(1,)]
+            assert reader.query("SELECT COUNT(*) FROM t_two") == [(1,)]
+        assert db.query("SELECT COUNT(*) FROM t_two") == [(2,)]
+        with pytest.raises(Exception, match=r"(?i)read.only|readonly"), db.snapshot() as reader:
+            reader.query("INSERT INTO t_one VALUES (3)")
+        assert db.query("SELECT COUNT(*) FROM t_one") == [(2,)]

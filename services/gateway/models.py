@@ -335,7 +335,13 @@ class Posting(BaseModel):
 
 class LedgerOut(BaseModel):
     enterprise_id: str
-    entries: list[Posting]
+    entries: list[Posting] = Field(
+        description="oldest first, by (position, seq); a page holds whole positions only"
+    )
+    next_after: int = Field(
+        description="the last journal position in `entries` (else `after`): pass it as "
+        "`after` to get the postings that follow"
+    )
 
 
 class CashIn(Strict):

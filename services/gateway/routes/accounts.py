@@ -183,11 +183,33 @@ async def ledger(
     enterprise_id: str,
     caller: Caller,
     ctx: Ctx,
-    after: Annotated[int, Query(ge=0, le=MAX_POSITION, description="journal position")] = 0,
-    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+    after: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=MAX_POSITION,
+            description="journal position: the postings after it (pass `next_after`)",
+        ),
+    ] = 0,
+    limit: Annotated[
+        int,
+        Query(
+            ge=1,
+            le=5000,
+            description="postings per page, at most; a page holds whole positions only",
+        ),
+    ] = 500,
 ) -> Response:
-    """Every posting on the enterprise's accounts, with its journal position."""
+    """Every posting on the enterprise's accounts, with its journal position, oldest first.
+
+    A page never splits a journal position (a fill posts several entries at one): it
+    ends before the position that would not fit, or, when one position alone has more
+    than `limit` postings, holds all of them. `next_after` is the last position in the
+    page (`after` itself when it is empty): `?after=0`, then `?after={next_after}` until
+    a page comes back empty, gives every posting exactly once.
+    """
     caller.require_enterprise(enterprise_id)
     await run_in_threadpool(require_enterprise_exists, ctx.store.sql, enterprise_id)
     entries = await run_in_threadpool(ledger_of, ctx.store.sql, enterprise_id, after, limit)
-    return json({"enterprise_id": enterprise_id, "entries": entries})
+    newest = entries[-1]["position"] if entries else after
+    return json({"enterprise_id": enterprise_id, "entries": entries, "next_after": newest})

@@ -97,6 +97,11 @@ async def verify(
 async def surveillance(
     caller: Caller, ctx: Ctx, instrument: Annotated[str | None, Query(max_length=64)] = None
 ) -> Response:
-    """Volume by enterprise with shares, concentration (HHI), wash-trade candidates."""
+    """Volume by enterprise with shares, concentration (HHI), wash-trade candidates.
+
+    An enterprise's volume is what it bought plus what it sold. `share_bps` are
+    rounded by largest remainder, so that they add up to exactly 10,000 when there is
+    any volume; `hhi` (0-10,000) comes from the exact volumes, rounded half up.
+    """
     caller.require("regulator")
     return json(await run_in_threadpool(summary, ctx.store.sql, instrument))
