@@ -58,6 +58,32 @@ def ensure_tables(db: SqlDatabase, tables: Iterable[Table], indexes: bool = True
                 cursor.execute(statement)
 
 
+def stored_columns(db: SqlDatabase, table: str) -> tuple[str, ...]:
+    """The columns of `table` as the database has them, in order (empty: no table)."""
+    if db.dialect == "postgres":
+        sql = (
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = %s ORDER BY ordinal_position"
+        )
+    else:
+        sql = "SELECT name FROM pragma_table_info(%s) ORDER BY cid"
+    return tuple(name for (name,) in db.query(sql, (table,)))
+
+
+def reshaped(db: SqlDatabase, projections: Iterable[Projection]) -> list[Projection]:
+    """The projections with a table whose stored columns are not the ones its definition
+    names now (a new version added or renamed a column): their rows cannot be written
+    until they are rebuilt."""
+    found = []
+    for projection in projections:
+        for table in projection.tables:
+            columns = stored_columns(db, table.name)
+            if columns and columns != table.column_names:
+                found.append(projection)
+                break
+    return found
+
+
 def tracking_positions(db: SqlDatabase) -> dict[str, int]:
     return {name: position for name, position in db.query("SELECT * FROM rm_tracking")}
 
@@ -89,6 +115,16 @@ class Projector:
         self.batch = batch
         self.rebuild_batch = rebuild_batch or max(batch, REBUILD_BATCH)
         self.positions: dict[str, int] = {}
+        outdated = reshaped(self.db, self.projections)
+        if outdated:
+            # A new version changed these read models' tables: rebuild them from position
+            # 0 (the catch-up does it), rather than fail on every batch until someone
+            # runs `carbonx projector --rebuild`.
+            log.warning(
+                "read models %s have tables of another shape: rebuilding them from the journal",
+                ", ".join(p.name for p in outdated),
+            )
+            self._drop(outdated)
         ensure_tables(self.db, [t for p in self.projections for t in p.tables], indexes)
         self.load()
 
@@ -217,11 +253,7 @@ class Projector:
         wanted = set(names) if names is not None else {p.name for p in self.projections}
         chosen = [p for p in self.projections if p.name in wanted]
         started = time.perf_counter()
-        with self.db.fast_drop(), self.db.transaction() as cursor:
-            for projection in chosen:
-                for table in projection.tables:
-                    cursor.execute(f"DROP TABLE IF EXISTS {table.name}")
-                cursor.execute("DELETE FROM rm_tracking WHERE projection = %s", (projection.name,))
+        self._drop(chosen)
         tables = [t for p in chosen for t in p.tables]
         ensure_tables(self.db, tables, indexes=False)
         dropped = time.perf_counter()
@@ -258,6 +290,15 @@ class Projector:
             loaded - built, time.perf_counter() - loaded,
         )  # fmt: skip
         return read
+
+    def _drop(self, projections: list[Projection]) -> None:
+        """Drop these projections' tables and positions: they start again from 0."""
+        ensure_tables(self.db, [], indexes=False)  # rm_tracking, on a store new to it
+        with self.db.fast_drop(), self.db.transaction() as cursor:
+            for projection in projections:
+                for table in projection.tables:
+                    cursor.execute(f"DROP TABLE IF EXISTS {table.name}")
+                cursor.execute("DELETE FROM rm_tracking WHERE projection = %s", (projection.name,))
 
     def run(self, stop: threading.Event, idle: float = 1.0) -> None:
         """Follow the journal until `stop` is set; survives store outages."""
