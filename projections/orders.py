@@ -20,6 +20,7 @@ __all__ = [
     "OPEN_STATUSES",
     "Orders",
     "Outcomes",
+    "fills_of_enterprise",
     "order",
     "orders",
     "orders_by_ids",
@@ -345,6 +346,38 @@ def orders(
     rows = db.query(sql + " ORDER BY order_id DESC LIMIT %s", (*params, limit))
     fills = _fills_of(db, [r[0] for r in rows])
     return [_order_dict(r, fills[r[0]]) for r in rows]
+
+
+def fills_of_enterprise(
+    db: SqlDatabase, enterprise_id: str, limit: int = 200, before: int | None = None
+) -> list[dict[str, Any]]:
+    """The enterprise's order fills, newest trade first, each with its order's id,
+    instrument and side.
+
+    Read from ``rm_fills`` itself rather than through the newest orders: an enterprise
+    whose last few hundred orders were rejected or cancelled still has its older fills,
+    and a page of orders would have lost them. `before` pages by trade id; a trade
+    appears at most once per enterprise, since the engine never matches an enterprise
+    with itself (``self_trade``), so no fill falls between two pages.
+    """
+    where = "o.enterprise_id = %s"
+    params: list[Any] = [enterprise_id]
+    if before is not None:
+        where += " AND f.trade_id < %s"
+        params.append(before)
+    rows = db.query(
+        "SELECT f.order_id, f.trade_id, f.position, o.instrument, o.side, f.price,"
+        " f.quantity, f.fee, f.counterparty_side"
+        " FROM rm_fills f JOIN rm_orders o ON o.order_id = f.order_id"
+        f" WHERE {where} ORDER BY f.trade_id DESC, f.order_id DESC LIMIT %s",
+        (*params, limit),
+    )
+    return [
+        {"order_id": order_id, "trade_id": trade_id, "position": position,
+         "instrument": instrument, "side": side, "price": price, "quantity": quantity,
+         "fee": fee, "role": role}
+        for order_id, trade_id, position, instrument, side, price, quantity, fee, role in rows
+    ]  # fmt: skip
 
 
 def outcome(db: SqlDatabase, cause: int) -> dict[str, Any] | None:

@@ -98,6 +98,51 @@ def test_an_order_trades_settles_and_shows_everywhere(live: Live) -> None:
     }
 
 
+def test_an_enterprises_fills_outlast_a_page_of_newer_orders(live: Live) -> None:
+    """GET /v1/enterprises/{id}/fills reads the fills themselves: 205 newer refused orders
+    push the traded ones off the orders list's page of 200, not off this list."""
+    sells = [live.order("trader1", E1, side="sell", quantity=5, price=6_000) for _ in range(2)]
+    assert [s.status_code for s in sells] == [201, 201]
+    bought = live.order("trader2", E2, side="buy", quantity=10, price=6_000).json()
+    assert bought["status"] == "filled"
+    batch = [{"client_order_id": f"far-{n}", "enterprise_id": E1, "instrument": "HCC-2025",
+              "side": "buy", "type": "limit", "quantity": 1, "price": 1}
+             for n in range(205)]  # fmt: skip
+    refused = live.client.post(
+        "/v1/orders/batch", headers=live.headers("trader1"), json={"orders": batch}
+    )
+    assert refused.status_code < 300, refused.text
+    page = live.client.get(f"/v1/orders?enterprise_id={E1}", headers=live.headers("trader1"))
+    assert all(o["fills"] == [] for o in page.json()["orders"])
+
+    url = f"/v1/enterprises/{E1}/fills"
+    fills = live.client.get(url, headers=live.headers("viewer1")).json()
+    assert fills["enterprise_id"] == E1
+    first, second = (s.json()["order_id"] for s in sells)
+    trades = [f["trade_id"] for f in bought["fills"]]
+    assert [(f["order_id"], f["trade_id"]) for f in fills["fills"]] == [
+        (second, trades[1]), (first, trades[0])
+    ]  # fmt: skip
+    newest = fills["fills"][0]
+    assert newest == {
+        "order_id": second, "trade_id": trades[1], "position": bought["fills"][1]["position"],
+        "instrument": "HCC-2025", "side": "sell", "price": 6_000, "quantity": 5,
+        "fee": bought["fills"][1]["fee"], "role": "maker",
+    }  # fmt: skip
+    one = live.client.get(f"{url}?limit=1", headers=live.headers("trader1")).json()["fills"]
+    assert [f["trade_id"] for f in one] == [trades[1]]
+    older = live.client.get(f"{url}?before={trades[1]}", headers=live.headers("trader1"))
+    assert [f["trade_id"] for f in older.json()["fills"]] == [trades[0]]
+    # The buyer's side, and an unknown enterprise or a bad limit.
+    theirs = live.client.get(f"/v1/enterprises/{E2}/fills", headers=live.headers("regulator"))
+    assert [(f["side"], f["role"]) for f in theirs.json()["fills"]] == [("buy", "taker")] * 2
+    unknown = live.client.get("/v1/enterprises/E-NOPE/fills", headers=live.headers("regulator"))
+    assert unknown.status_code == 404
+    bad = live.client.get(f"{url}?limit=0", headers=live.headers("trader1"))
+    assert bad.status_code == 422
+    assert bad.headers["content-type"] == "application/problem+json"
+
+
 def test_cancel_reduce_and_reprice(live: Live) -> None:
     placed = live.order("trader2", E2, side="buy", quantity=50, price=5_900).json()
     order_id = placed["order_id"]
@@ -237,6 +282,7 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, set[str]]] = [
     ("GET", "/v1/markets/HCC-2025/candles?interval=1h", None, EVERYONE),
     ("GET", f"/v1/enterprises/{E1}/balances", None, {"regulator", "trader1", "viewer1"}),
     ("GET", f"/v1/enterprises/{E1}/ledger", None, {"regulator", "trader1", "viewer1"}),
+    ("GET", f"/v1/enterprises/{E1}/fills", None, {"regulator", "trader1", "viewer1"}),
     ("GET", f"/v1/enterprises/{E1}", None, {"regulator", "trader1", "viewer1"}),
     ("GET", "/v1/enterprises", None, {"regulator", "operator"}),
     ("GET", "/v1/orders/{order}", None, {"regulator", "trader1", "viewer1"}),

@@ -1,8 +1,10 @@
 """The web dashboard in a real browser: headless Chromium (Debian's) driven by Playwright,
 against a real HTTP server (uvicorn on loopback) in front of a live store, engine and
 projector. A trader places and cancels an order from the page; a regulator verifies the
-journal and looks at the state as of a journal position. Neither may cause a console
-error or an uncaught page error.
+journal and looks at the state as of a journal position; a trader in New York reads its
+fills (after more than a page of newer orders), its orders with their instruments, its
+compliance in tonnes and CNY and the daily candles named by the market's (Shanghai) day.
+None may cause a console error or an uncaught page error.
 
 Chromium missing is a failure, never a skip. A screenshot of the trader's page goes to
 ``$CARBONX_ARTIFACTS/dashboard.png`` (default ``test-artifacts/``).
@@ -16,16 +18,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from playwright.sync_api import ConsoleMessage, Page, expect, sync_playwright
 
-from tests.live import Live, http_server, live_system
+from tests.live import START, Live, http_server, live_system
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 TIMEOUT_MS = 10_000
 SYMBOL = "HCC-2025"
 E1 = "E-DEMO-1"
+E2 = "E-DEMO-2"
+#: µs in a day: the live system's clock starts 2025-11-25 10:00 Asia/Shanghai
+DAY_US = 86_400_000_000
 
 
 @dataclass
@@ -55,7 +61,7 @@ _DIGITS = re.compile(r"^\d+$")
 
 
 @contextmanager
-def _dashboard(tmp_path: Path) -> Iterator[Dashboard]:
+def _dashboard(tmp_path: Path, timezone_id: str | None = None) -> Iterator[Dashboard]:
     # Called from the test body (not a fixture) so that a missing browser is a FAILED test.
     assert Path(CHROMIUM).is_file(), f"{CHROMIUM} is missing: apt-get install chromium"
     with (
@@ -65,7 +71,9 @@ def _dashboard(tmp_path: Path) -> Iterator[Dashboard]:
     ):
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            context = browser.new_context(viewport={"width": 1440, "height": 1000})
+            context = browser.new_context(
+                viewport={"width": 1440, "height": 1000}, timezone_id=timezone_id
+            )
             page = context.new_page()
             page.set_default_timeout(TIMEOUT_MS)
             board = Dashboard(live, page, base_url)
@@ -204,4 +212,114 @@ def test_a_regulator_verifies_the_journal_and_reads_state_as_of_a_position(
         expect(page.locator('[data-testid="asof-open-orders"]')).to_have_count(0)
         expect(page.locator("#asof-result")).to_contain_text("Open orders")
         expect(page.locator("#asof-result")).to_contain_text(f"position {before}")
+
+        # An input that is not a moment: its error, and no earlier answer left below it.
+        page.fill("#asof-input", "garbage")
+        page.click("#asof-button")
+        expect(page.locator('.field-error[data-field="as_of"]')).not_to_be_empty()
+        expect(page.locator("#asof-result")).to_be_empty()
+    assert board.problems == []  # over the whole run, closing the page included
+
+
+def _ok(response: Any, status: int = 200) -> Any:
+    assert response.status_code == status, response.text
+    return response.json()
+
+
+def test_a_trader_in_new_york_reads_fills_orders_compliance_and_daily_candles(
+    tmp_path: Path,
+) -> None:
+    expect.set_options(timeout=TIMEOUT_MS)
+    with _dashboard(tmp_path, timezone_id="America/New_York") as board:
+        live, page = board.live, board.page
+        regulator = live.headers("regulator")
+        # A trade on 2025-11-25 (Shanghai): E-DEMO-1 sells 10 t at market into a bid.
+        assert live.order("trader2", E2, side="buy", quantity=10, price=6_000).status_code == 201
+        sold = _ok(live.order("trader1", E1, side="sell", type="market", quantity=10,
+                              time_in_force="ioc"), 201)  # fmt: skip
+        assert sold["status"] == "filled" and sold["price"] != 6_000, sold  # the band collar
+        (fill,) = sold["fills"]
+        market_id, trade_id = sold["order_id"], fill["trade_id"]
+        resting = _ok(live.order("trader1", E1, side="sell", quantity=5, price=6_500), 201)
+        # E-DEMO-1 falls short in the demo's period 2025: 1,000.5 t verified against a 900 t
+        # quota; enforced early (force), it owes a penalty.
+        _ok(live.client.post(f"/v1/enterprises/{E1}/reports", headers=live.headers("trader1"),
+            json={"period": "2025", "output_value": "100", "energy_tce": "10",
+                  "pollutants": {"so2": 0.01},
+                  "sources": [{"kind": "process", "name": "kiln", "activity": "1000.5",
+                               "unit": "t", "factor": "1", "factor_reason": "stack test"}]}),
+            201)  # fmt: skip
+        verify = {"accepted": True, "note": "ok"}
+        _ok(live.client.post(f"/v1/reports/R-2025-{E1}/verification",
+                             headers=live.headers("verifier"), json=verify))  # fmt: skip
+        _ok(live.client.put(f"/v1/periods/2025/allocations/{E1}", headers=regulator, json={
+            "method": "grandfathering",
+            "params": {"base_emissions_t": ["900"], "decline_factor": "1"}}))  # fmt: skip
+        _ok(live.client.post("/v1/periods/2025/close", headers=regulator))
+        _ok(live.client.post("/v1/periods/2025/enforce", headers=regulator, json={"force": True}))
+        # Graded too: a period without an evaluation would be a 404 (a console error).
+        _ok(live.client.put("/v1/sectors/steel/benchmarks", headers=regulator, json={
+            "benchmarks": {"output_value": "100", "energy_intensity": "0.3",
+                           "carbon_intensity": "5", "pollutants": {"so2": "0.0005"}}}))  # fmt: skip
+        _ok(live.client.post("/v1/periods/2025/evaluate", headers=regulator, json={}))
+        periods = _ok(live.client.get(f"/v1/enterprises/{E1}/compliance", headers=regulator))
+        (h1,) = [p for p in periods["periods"] if p["period"] == "2025"]
+        assert (h1["verified_emissions_kg"], h1["quota_kg"]) == ("1000500", "900000"), h1
+        assert h1["status"] == "shortfall" and h1["penalty_fen"] > 0, h1
+
+        board.sign_in("trader1")
+        # Every order list and the fills say which instrument; a market order shows
+        # "market" and its average fill price, not the band collar it was sent at.
+        open_row = page.locator(f'#open-orders tr[data-order-id="{resting["order_id"]}"]')
+        expect(open_row.locator("td").nth(1)).to_have_text(SYMBOL)
+        market_row = page.locator(f'#orders tr[data-order-id="{market_id}"]')
+        expect(market_row.locator("td").nth(2)).to_have_text(SYMBOL)
+        expect(market_row.locator('td[data-market="true"]')).to_have_text("market avg 60.00")
+        fill_row = page.locator(f'#fills tr[data-trade-id="{trade_id}"]')
+        expect(fill_row.locator("td").nth(2)).to_have_text(SYMBOL)
+        expect(fill_row).to_contain_text("taker")
+        # Compliance in tonnes and CNY, with its status in view.
+        row = page.locator('#compliance tr[data-period="2025"]')
+        expect(row.locator('[data-testid="compliance-verified"]')).to_have_text("1,000.5")
+        expect(row.locator('[data-testid="compliance-quota"]')).to_have_text("900")
+        penalty = h1["penalty_fen"]
+        expect(row.locator('[data-testid="compliance-penalty"]')).to_have_text(
+            f"{penalty // 100:,}.{penalty % 100:02d}"
+        )
+        status = row.locator('[data-testid="compliance-status"]')
+        expect(status).to_have_text("shortfall")
+        card = page.locator("#compliance").bounding_box()
+        assert card is not None
+        for shown in (status, row.locator('[data-testid="compliance-penalty"]')):
+            cell = shown.bounding_box()  # the last column too: none is cut off
+            assert cell and cell["x"] + cell["width"] <= card["x"] + card["width"], (card, cell)
+
+        # The next day (its first command closes 2025-11-25): 205 refused orders, more
+        # than the orders list's page of 200, all newer than the trade.
+        clock = iter(range(START + DAY_US, START + 2 * DAY_US, 1_000))
+        app: Any = live.client.app
+        app.state.gateway.clock = lambda: next(clock)
+        batch = [{"client_order_id": f"far-{n}", "enterprise_id": E1, "instrument": SYMBOL,
+                  "side": "buy", "type": "limit", "quantity": 1, "price": 1}
+                 for n in range(205)]  # fmt: skip
+        answer = live.client.post("/v1/orders/batch", headers=live.headers("trader1"),
+                                  json={"orders": batch})  # fmt: skip
+        assert answer.status_code < 300, answer.text
+        page_of_orders = _ok(live.client.get(f"/v1/orders?enterprise_id={E1}", headers=regulator))
+        assert market_id not in {o["order_id"] for o in page_of_orders["orders"]}
+        assert {o["status"] for o in page_of_orders["orders"][:205]} == {"rejected"}
+
+        page.reload()
+        expect(page.locator("#whoami")).to_have_text(f"trader · {E1}")
+        expect(page.locator("#orders tr[data-order-id]").first).to_have_attribute(
+            "data-status", "rejected"
+        )
+        expect(fill_row.locator("td").nth(2)).to_have_text(SYMBOL)
+        expect(fill_row.locator("td").nth(1)).to_have_text(str(market_id))
+        # The day's candle is the 25th's in Shanghai, whatever the browser's zone.
+        page.click('#interval-switch button[data-interval="1d"]')
+        expect(page.locator("#candles")).to_have_attribute("data-count", "1")
+        expect(page.locator("#candles text.axis")).to_have_text("2025-11-25")
+        expect(page.locator("#candles g title")).to_contain_text("2025-11-25")
+        _screenshot(page, "dashboard-trader-ny.png")
     assert board.problems == []  # over the whole run, closing the page included

@@ -230,6 +230,26 @@ class CancelBatchAccepted(BaseModel):
     results: list[CancelPending]
 
 
+class EnterpriseFill(BaseModel):
+    order_id: int
+    trade_id: int
+    position: int = Field(description="journal position of the trade")
+    instrument: str
+    side: Literal["buy", "sell"]
+    price: int
+    quantity: int
+    fee: int
+    role: Literal["maker", "taker"] = Field(
+        description="the order's role in the fill: `maker` when it was resting on the "
+        "book, `taker` when it was the incoming order"
+    )
+
+
+class FillsOut(BaseModel):
+    enterprise_id: str
+    fills: list[EnterpriseFill] = Field(description="newest trade first")
+
+
 class OrdersOut(BaseModel):
     orders: list[OrderOut]
 

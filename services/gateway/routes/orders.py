@@ -20,7 +20,13 @@ from services.gateway.context import Gateway, gateway
 from services.gateway.idempotency import idempotent
 from services.gateway.problems import Problem
 from services.gateway.requests import OrjsonRoute
-from services.gateway.routes.common import CONFLICTS, ERRORS, MAX_POSITION, json
+from services.gateway.routes.common import (
+    CONFLICTS,
+    ERRORS,
+    MAX_POSITION,
+    json,
+    require_enterprise_exists,
+)
 from services.gateway.submit import ReusedClientOrderId, used_client_ids
 
 __all__ = ["router"]
@@ -261,6 +267,28 @@ async def list_orders(
         read.orders, ctx.store.sql, enterprise_id, status, limit, before
     )
     return json({"orders": found})
+
+
+@router.get("/v1/enterprises/{enterprise_id}/fills", response_model=m.FillsOut, responses=ERRORS)
+async def list_fills(
+    enterprise_id: str,
+    caller: Caller,
+    ctx: Ctx,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    before: Annotated[
+        int | None, Query(ge=1, le=MAX_POSITION, description="trade ids below this")
+    ] = None,
+) -> Response:
+    """The enterprise's fills, newest first, across all its orders. `GET /v1/orders`
+    carries fills too, but only those of the orders on its page: an enterprise with
+    many newer rejected or cancelled orders would seem to have none (the dashboard's
+    Fills panel reads this instead)."""
+    caller.require_enterprise(enterprise_id)
+    await run_in_threadpool(require_enterprise_exists, ctx.store.sql, enterprise_id)
+    found = await run_in_threadpool(
+        read.fills_of_enterprise, ctx.store.sql, enterprise_id, limit, before
+    )
+    return json({"enterprise_id": enterprise_id, "fills": found})
 
 
 #: Refusals of a cancel, reduce or reprice that are about the order's or the account's

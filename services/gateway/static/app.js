@@ -73,6 +73,20 @@
     if (typeof v === "boolean") return v ? "yes" : "no";
     return esc(typeof v === "object" ? JSON.stringify(v) : v);
   }
+  /**
+   * Kilograms (a decimal string, as the API sends `*_kg`, or an integer) → tonnes, exactly:
+   * rounded half up to the kilogram, then the decimal point moves three places (no
+   * floating point); trailing zeros are dropped. "3243300" → "3,243.3".
+   */
+  function fmtKgAsT(v) {
+    if (v === null || v === undefined || v === "") return "—";
+    const m = /^(-?)(\d+)(?:\.(\d+))?$/.exec(String(v).trim());
+    if (!m) return esc(v);
+    let kg = BigInt(m[2]);
+    if (m[3] && m[3][0] >= "5") kg += 1n;
+    const frac = String(kg % 1000n).padStart(3, "0").replace(/0+$/, "");
+    return (m[1] && kg !== 0n ? "-" : "") + GROUP.format(kg / 1000n) + (frac ? "." + frac : "");
+  }
   const fmtPct = (bps) => (bps === null || bps === undefined ? "—" : fmtFen(bps) + "%");
 
   /** "60", "60.5", "1,060.05" → integer fen; null when not a valid CNY amount with ≤ 2 decimals. */
@@ -94,6 +108,17 @@
   }
   const hms = (d) => `${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
   const ymd = (d) => `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())}`;
+  /**
+   * A trading day's date. Daily candles start at midnight Asia/Shanghai (the market's
+   * day, projections/market.py), so they are named in that zone, not the browser's: in
+   * New York the 25th's candle starts on the 24th. With the year: a year-old close must
+   * not look like yesterday's.
+   */
+  const SHANGHAI_DAY = new Intl.DateTimeFormat("en-CA", { timeZone: "Asia/Shanghai", year: "numeric", month: "2-digit", day: "2-digit" });
+  function tradingDay(d) {
+    const p = Object.fromEntries(SHANGHAI_DAY.formatToParts(d).map((x) => [x.type, x.value]));
+    return `${p.year}-${p.month}-${p.day}`;
+  }
   function fmtTime(t) { const d = toDate(t); return d ? hms(d) : "—"; }
   function fmtDateTime(t) { const d = toDate(t); return d ? `${ymd(d)} ${hms(d)}` : esc(t ?? "—"); }
 
@@ -320,6 +345,7 @@
     stream: /^\/v1\/stream$/,
     compliance: /^\/v1\/enterprises\/\{[^/{}]+\}\/compliance$/,
     evaluation: /^\/v1\/enterprises\/\{[^/{}]+\}\/evaluation$/,
+    fills: /^\/v1\/enterprises\/\{[^/{}]+\}\/fills$/,
   };
 
   /** The path templates /openapi.json lists (cached); null when the document is unavailable. */
@@ -608,7 +634,7 @@
     }
     out.push(`<line class="grid" x1="${padL}" x2="${padL + plotW}" y1="${volTop + volH}" y2="${volTop + volH}"/>`);
 
-    const every = Math.max(1, Math.ceil(76 / slot)); // time labels at least 76 px apart
+    const every = Math.max(1, Math.ceil(76 / slot)); // time labels (≤ 10 characters) at least 76 px apart
     cs.forEach((c, i) => {
       const up = c.close >= c.open;
       const cx = x(i).toFixed(1);
@@ -617,7 +643,7 @@
       const vol = isNum(c.volume) ? c.volume : 0;
       const vh = (vol / maxV) * volH;
       const d = toDate(c.start);
-      const label = d ? (state.interval === "1d" ? ymd(d) : `${ymd(d)} ${hms(d).slice(0, 5)}`) : "";
+      const label = d ? (state.interval === "1d" ? tradingDay(d) : `${ymd(d)} ${hms(d).slice(0, 5)}`) : "";
       out.push(`<g class="${up ? "up" : "down"}"><title>${esc(label)}  O ${fmtFen(c.open)}  H ${fmtFen(c.high)}  ` +
         `L ${fmtFen(c.low)}  C ${fmtFen(c.close)}  V ${fmtQty(vol)} t</title>` +
         `<line x1="${cx}" x2="${cx}" y1="${y(c.high).toFixed(1)}" y2="${y(c.low).toFixed(1)}"/>` +
@@ -625,8 +651,8 @@
         `<rect opacity="0.45" x="${(x(i) - bodyW / 2).toFixed(1)}" y="${(volTop + volH - vh).toFixed(1)}" ` +
         `width="${bodyW.toFixed(1)}" height="${vh.toFixed(1)}"/></g>`);
       if (d && (cs.length - 1 - i) % every === 0) {
-        const text = state.interval === "1d" ? ymd(d).slice(5) : hms(d).slice(0, 5);
-        out.push(`<text x="${cx}" y="${H - 6}" text-anchor="middle">${text}</text>`);
+        const text = state.interval === "1d" ? tradingDay(d) : hms(d).slice(0, 5);
+        out.push(`<text class="axis" x="${cx}" y="${H - 6}" text-anchor="middle">${text}</text>`);
       }
     });
     // dashed line and tag at the last close
@@ -677,11 +703,18 @@
     setHtml($("#balances tbody"), rows.join(""));
   }
 
+  /**
+   * Open orders, recent orders and fills. Fills come from /v1/enterprises/{id}/fills: the
+   * orders list is one page (the newest 200 orders), so fills read from it vanish once an
+   * enterprise has placed 200 newer orders, rejected or cancelled ones included. A server
+   * without that endpoint gets the old way (fills of the orders on the page).
+   */
   async function refreshOrders(id) {
     const q = encodeURIComponent(id);
     try {
-      const [open, all] = await Promise.all([
-        api(`/v1/orders?enterprise_id=${q}&status=open`), api(`/v1/orders?enterprise_id=${q}`)]);
+      const [open, all, fills] = await Promise.all([
+        api(`/v1/orders?enterprise_id=${q}&status=open`), api(`/v1/orders?enterprise_id=${q}`),
+        offers("fills").then((yes) => (yes ? api(`/v1/enterprises/${q}/fills?limit=100`) : null))]);
       if (id !== state.enterpriseId) return true;
       // One map by order id; the unfiltered list wins when both mention an order.
       const byId = new Map();
@@ -689,7 +722,7 @@
       const orders = Array.from(byId.values()).sort(byIdDesc("order_id"));
       renderOpenOrders(orders.filter((o) => OPEN_STATES.has(o.status)));
       renderOrders(listOf(all.data.orders).sort(byIdDesc("order_id")));
-      renderFills(orders);
+      renderFills(fills ? (Array.isArray(fills.data.fills) ? fills.data.fills.filter(Boolean) : []) : fillsOfOrders(orders));
       setText($("#orders-error"), "");
       return true;
     } catch (err) {
@@ -698,39 +731,58 @@
     }
   }
   const listOf = (v) => (Array.isArray(v) ? v.filter((o) => o && o.order_id !== undefined) : []);
-  const priceCell = (o) => `<td class="num">${o.type === "market" && !isNum(o.price) ? "market" : fmtFen(o.price)}</td>`;
+  /**
+   * A limit order's price; for a market order "market" (its `price` is the band collar the
+   * engine swept to, not a price anyone asked for) and, once it traded, its average fill price.
+   */
+  function priceCell(o) {
+    if (o.type !== "market") return `<td class="num">${fmtFen(o.price)}</td>`;
+    const fills = Array.isArray(o.fills) ? o.fills.filter((f) => f && isNum(f.price) && isNum(f.quantity)) : [];
+    const qty = fills.reduce((n, f) => n + f.quantity, 0);
+    const avg = qty > 0 ? Math.round(fills.reduce((n, f) => n + f.price * f.quantity, 0) / qty) : null;
+    return `<td class="num" data-market="true">market${avg === null ? ""
+      : ` <span class="muted small" title="average fill price">avg ${fmtFen(avg)}</span>`}</td>`;
+  }
+  const instrumentCell = (o) => `<td class="mono small">${esc(o.instrument ?? "")}</td>`;
 
   function renderOpenOrders(orders) {
     const canCancel = role() === "trader";
     const rows = orders.map((o) =>
       `<tr data-order-id="${esc(o.order_id)}" data-status="${esc(o.status)}"><td class="mono">${esc(o.order_id)}</td>` +
-      `${sideCell(o.side)}<td>${esc(o.type)}</td>${priceCell(o)}<td class="num">${fmtQty(o.quantity)}</td>` +
+      `${instrumentCell(o)}${sideCell(o.side)}<td>${esc(o.type)}</td>${priceCell(o)}<td class="num">${fmtQty(o.quantity)}</td>` +
       `<td class="num">${fmtQty(o.filled_quantity)}</td><td class="num">${fmtQty(o.remaining_quantity)}</td>` +
       `<td>${esc(o.time_in_force ?? "")}</td><td>${badge(o.status)}</td><td>${canCancel
         ? `<button type="button" class="btn small danger cancel" data-order-id="${esc(o.order_id)}">Cancel</button>` : ""}</td></tr>`);
-    setHtml($("#open-orders tbody"), rows.join("") || `<tr class="empty"><td colspan="10">no open orders</td></tr>`);
+    setHtml($("#open-orders tbody"), rows.join("") || `<tr class="empty"><td colspan="11">no open orders</td></tr>`);
   }
 
   function renderOrders(orders) {
     const rows = orders.slice(0, 100).map((o) =>
       `<tr data-order-id="${esc(o.order_id)}" data-status="${esc(o.status)}"><td class="mono">${esc(o.order_id)}</td>` +
-      `<td class="mono">${esc(o.client_order_id ?? "")}</td>${sideCell(o.side)}<td>${esc(o.type)}</td>${priceCell(o)}` +
+      `<td class="mono">${esc(o.client_order_id ?? "")}</td>${instrumentCell(o)}${sideCell(o.side)}<td>${esc(o.type)}</td>${priceCell(o)}` +
       `<td class="num">${fmtQty(o.quantity)}</td><td class="num">${fmtQty(o.filled_quantity)}</td>` +
       `<td>${esc(o.time_in_force ?? "")}</td><td>${badge(o.status)}</td><td>${esc(o.reject_reason ?? "")}</td></tr>`);
-    setHtml($("#orders tbody"), rows.join("") || `<tr class="empty"><td colspan="10">no orders yet</td></tr>`);
+    setHtml($("#orders tbody"), rows.join("") || `<tr class="empty"><td colspan="11">no orders yet</td></tr>`);
   }
 
-  function renderFills(orders) {
+  /** Fills in the shape of /v1/enterprises/{id}/fills, from the fills inside orders. */
+  function fillsOfOrders(orders) {
     const fills = [];
     for (const o of orders) {
-      for (const f of Array.isArray(o.fills) ? o.fills : []) if (f) fills.push({ ...f, order_id: o.order_id, side: o.side });
+      for (const f of Array.isArray(o.fills) ? o.fills : []) {
+        if (f) fills.push({ ...f, order_id: o.order_id, side: o.side, instrument: o.instrument, role: f.counterparty_side });
+      }
     }
-    fills.sort(byIdDesc("trade_id"));
+    return fills;
+  }
+
+  function renderFills(fills) {
+    fills = fills.slice().sort(byIdDesc("trade_id"));
     const rows = fills.slice(0, 100).map((f) =>
-      `<tr data-trade-id="${esc(f.trade_id)}"><td class="mono">${esc(f.trade_id)}</td><td class="mono">${esc(f.order_id)}</td>` +
-      `${sideCell(f.side)}<td class="num">${fmtFen(f.price)}</td><td class="num">${fmtQty(f.quantity)}</td>` +
-      `<td class="num">${fmtFen(f.fee)}</td><td>${esc(f.counterparty_side ?? "")}</td></tr>`);
-    setHtml($("#fills tbody"), rows.join("") || `<tr class="empty"><td colspan="7">no fills yet</td></tr>`);
+      `<tr data-trade-id="${esc(f.trade_id)}" data-order-id="${esc(f.order_id)}"><td class="mono">${esc(f.trade_id)}</td>` +
+      `<td class="mono">${esc(f.order_id)}</td>${instrumentCell(f)}${sideCell(f.side)}<td class="num">${fmtFen(f.price)}</td>` +
+      `<td class="num">${fmtQty(f.quantity)}</td><td class="num">${fmtFen(f.fee)}</td><td>${esc(f.role ?? f.counterparty_side ?? "")}</td></tr>`);
+    setHtml($("#fills tbody"), rows.join("") || `<tr class="empty"><td colspan="8">no fills yet</td></tr>`);
   }
 
   async function cancelOrder(orderId, button) {
@@ -821,8 +873,42 @@
   }
 
   // --- compliance and evaluation
-  const COMPLIANCE_COLS = [["period", "Period"], ["verified_emissions_t", "Verified (t)"], ["quota_t", "Quota (t)"],
-    ["surplus_t", "Surplus (t)"], ["deficit_t", "Deficit (t)"], ["surrendered_t", "Surrendered (t)"], ["status", "Status"]];
+  /**
+   * The compliance table's columns: [key, heading, cell]. The API reports emissions and
+   * quota in kilograms (decimal strings) and penalties in fen; the page shows tonnes and
+   * CNY. A few main columns keep Status in view in a narrow card; every other field is in
+   * the period's details row.
+   */
+  const signedT = (v) => (isNum(v) ? (v > 0 ? "+" : "") + fmtQty(v) : "—");
+  const COMPLIANCE_COLS = [
+    ["period", "Period", (p) => `<td>${esc(p.period)}</td>`],
+    ["status", "Status", (p) => `<td data-testid="compliance-status">${badge(p.status)}</td>`],
+    ["verified_emissions_kg", "Verified (t)", (p) => `<td class="num" data-testid="compliance-verified">${fmtKgAsT(p.verified_emissions_kg)}</td>`],
+    ["quota_kg", "Quota (t)", (p) => `<td class="num" data-testid="compliance-quota">${fmtKgAsT(p.quota_kg)}</td>`],
+    ["balance_t", "Balance (t)", (p) => `<td class="num" title="quota − verified, after deductions">${signedT(p.balance_t)}</td>`],
+    ["penalty_fen", "Penalty (CNY)", (p) => `<td class="num" data-testid="compliance-penalty">${fmtFen(p.penalty_fen)}</td>`],
+  ];
+  /** Labels (and units) of the fields in a period's details; any other field shows as sent. */
+  const COMPLIANCE_DETAILS = [
+    ["method", "Allocation method", (v) => esc(v ?? "—")], ["surplus_t", "Surplus (t)", fmtQty], ["deficit_t", "Deficit (t)", fmtQty],
+    ["issued_t", "Surplus issued (t)", fmtQty], ["deduction_t", "Deduction (t)", fmtQty], ["obligation_t", "Obligation (t)", fmtQty],
+    ["surrendered_t", "Surrendered (t)", fmtQty], ["outstanding_t", "Outstanding (t)", fmtQty], ["shortfall_t", "Shortfall (t)", fmtQty],
+    ["penalty_unpaid_fen", "Penalty unpaid (CNY)", fmtFen],
+  ];
+
+  function complianceDetails(p) {
+    const shown = new Set([...COMPLIANCE_COLS.map((c) => c[0]), ...COMPLIANCE_DETAILS.map((c) => c[0]), "enterprise_id", "quota_inputs"]);
+    const kv = COMPLIANCE_DETAILS.filter(([k]) => k in p).map(([k, label, fmt]) => [label, fmt(p[k])]);
+    for (const [k, v] of Object.entries(p)) {
+      if (shown.has(k) || (v !== null && typeof v === "object")) continue;
+      kv.push([k.replace(/_/g, " "), /_kg$/.test(k) ? fmtKgAsT(v) : /_fen$/.test(k) ? fmtFen(v) : fmtDec(v)]);
+    }
+    if (p.quota_inputs && typeof p.quota_inputs === "object") {
+      for (const [k, v] of flatten(p.quota_inputs)) kv.push([`quota input: ${k.replace(/_/g, " ")}`, fmtDec(v)]);
+    }
+    return `<details><summary>details</summary><dl class="kv">${kv.map(([k, v]) =>
+      `<dt>${esc(k)}</dt><dd>${v}</dd>`).join("")}</dl></details>`;
+  }
 
   async function refreshCompliance(id) {
     let periods = [];
@@ -846,17 +932,11 @@
     if (!periods.length) {
       setHtml($("#compliance"), `<p class="muted">none yet</p>`);
     } else {
-      // Known columns first, then any further scalar fields the API reports.
-      const known = new Set(COMPLIANCE_COLS.map((c) => c[0]));
-      const extra = [];
-      for (const p of periods) for (const k of Object.keys(p)) {
-        if (!known.has(k) && !extra.includes(k) && (p[k] === null || typeof p[k] !== "object")) extra.push(k);
-      }
-      const cols = COMPLIANCE_COLS.concat(extra.map((k) => [k, k.replace(/_/g, " ")]));
-      setHtml($("#compliance"), `<table class="grid-table"><thead><tr>${cols.map(([k, h]) =>
+      const cols = COMPLIANCE_COLS;
+      setHtml($("#compliance"), `<table class="grid-table compliance"><thead><tr>${cols.map(([k, h]) =>
         `<th class="${k === "period" || k === "status" ? "" : "num"}">${esc(h)}</th>`).join("")}</tr></thead><tbody>` +
-        periods.map((p) => `<tr data-period="${esc(p.period)}">${cols.map(([k]) => k === "status" ? `<td>${badge(p[k])}</td>`
-          : k === "period" ? `<td>${esc(p[k])}</td>` : `<td class="num">${fmtDec(p[k])}</td>`).join("")}</tr>`).join("") +
+        periods.map((p) => `<tr data-period="${esc(p.period)}">${cols.map(([, , cell]) => cell(p)).join("")}</tr>` +
+          `<tr class="details" data-period-details="${esc(p.period)}"><td colspan="${cols.length}">${complianceDetails(p)}</td></tr>`).join("") +
         `</tbody></table>`);
     }
     // The evaluation period selector follows the compliance periods (latest by default).
@@ -1105,6 +1185,7 @@
     const param = asOfParam($("#asof-input").value);
     if (!param) {
       showFieldErrors(form, [{ field: "as_of", message: "a journal position or a date-time" }]);
+      setHtml($("#asof-result"), ""); // the previous answer is not the answer to this input
       return;
     }
     showFieldErrors(form, []);
