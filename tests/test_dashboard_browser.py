@@ -294,6 +294,12 @@ def test_a_trader_in_new_york_reads_fills_orders_compliance_and_daily_candles(
             cell = shown.bounding_box()  # the last column too: none is cut off
             assert cell and cell["x"] + cell["width"] <= card["x"] + card["width"], (card, cell)
 
+        # An input the evaluation could not form (no previous period to grow from) is a
+        # dash, not the word "undefined".
+        expect(page.locator('[data-testid="evaluation-total"]')).to_be_visible()
+        expect(page.locator("#evaluation")).to_contain_text("— (none)")
+        expect(page.locator("#evaluation")).not_to_contain_text("undefined")
+
         # The next day (its first command closes 2025-11-25): 205 refused orders, more
         # than the orders list's page of 200, all newer than the trade.
         clock = iter(range(START + DAY_US, START + 2 * DAY_US, 1_000))

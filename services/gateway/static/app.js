@@ -987,8 +987,11 @@
       return `<div class="score" data-testid="score-${k}"><span>${k}</span><span class="bar"><span style="width:${w}%"></span></span>` +
         `<span class="num">${fmtDec(ev.scores[k])}</span></div>`;
     }).join("");
+    // The evaluation writes "undefined" for a ratio it cannot form (no previous period to
+    // grow from, no output to divide by) and "none" for a figure it lacks: a dash here.
+    const shown = (v) => (v === "undefined" || v === "none" ? "— (none)" : fmtDec(v));
     const inputs = flatten(ev.inputs).map(([k, v]) =>
-      `<dt>${esc(k)}</dt><dd>${Array.isArray(v) ? esc(JSON.stringify(v)) : fmtDec(v)}</dd>`).join("");
+      `<dt>${esc(k)}</dt><dd>${Array.isArray(v) ? esc(JSON.stringify(v)) : shown(v)}</dd>`).join("");
     setHtml($("#evaluation"),
       `<div class="card-head"><span>Period ${esc(ev.period ?? state.period)} · total <strong data-testid="evaluation-total">${fmtDec(ev.total)}</strong></span>` +
       `<span><span class="badge ${esc(ev.grade)} grade" data-testid="evaluation-grade">${esc(ev.grade ?? "—")}</span>` +
