@@ -126,7 +126,32 @@ def _cell(value: Any) -> Any:
     return value
 
 
+#: Columns stored as JSON text (nested in a JSON export, as text in CSV) and as
+#: booleans (SQLite gives 0/1, PostgreSQL true/false: the files must not depend on it).
+_JSON_TEXT = frozenset(("serials", "scores", "weights", "inputs", "quota_inputs"))
+_BOOLEAN = frozenset(("near_zero_carbon",))
+
+
+def _typed(columns: Sequence[str], rows: list[tuple[Any, ...]], form: str) -> list[list[Any]]:
+    """Rows with booleans as booleans (CSV: ``true``/``false``) and, in JSON, the JSON
+    text columns as the structures they hold: the same files from either backend."""
+    nested = [i for i, name in enumerate(columns) if name in _JSON_TEXT] if form == "json" else []
+    flags = [i for i, name in enumerate(columns) if name in _BOOLEAN]
+    typed = []
+    for row in rows:
+        values = list(row)
+        for i in flags:
+            flag = bool(values[i])
+            values[i] = flag if form == "json" else ("true" if flag else "false")
+        for i in nested:
+            if values[i] is not None:
+                values[i] = orjson.loads(values[i])
+        typed.append(values)
+    return typed
+
+
 def _render(columns: Sequence[str], rows: list[tuple[Any, ...]], form: str) -> bytes:
+    rows = [tuple(row) for row in _typed(columns, rows, form)]
     if form == "json":
         return orjson.dumps(
             [dict(zip(columns, row, strict=True)) for row in rows], option=orjson.OPT_INDENT_2
