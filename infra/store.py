@@ -47,6 +47,7 @@ __all__ = [
     "PROJECTIONS_CHANNEL",
     "Log",
     "Store",
+    "StoreNotFound",
     "Tracking",
     "open_store",
 ]
@@ -294,15 +295,25 @@ def _int(query: dict[str, list[str]], key: str, default: int) -> int:
     return int(values[0]) if values else default
 
 
-def open_store(url: str | None = None, log_names: Iterable[str] = LOG_NAMES) -> Store:
-    """Open (creating tables on first use) the store at `url` (default: env, then SQLite)."""
+class StoreNotFound(FileNotFoundError):
+    """No store at a SQLite path that was to be opened, not created."""
+
+
+def open_store(
+    url: str | None = None, log_names: Iterable[str] = LOG_NAMES, create: bool = True
+) -> Store:
+    """Open (creating tables on first use) the store at `url` (default: env, then SQLite).
+
+    Without `create`, a SQLite file that does not exist is :class:`StoreNotFound`: an
+    audit of a mistyped path must not make an empty store and report on it.
+    (PostgreSQL refuses a database that does not exist by itself.)"""
     url = url or os.environ.get("CARBONX_DATABASE_URL") or DEFAULT_URL
     parts = urlsplit(url)
     scheme = parts.scheme.split("+")[0]
     query = parse_qs(parts.query)
     names = tuple(log_names)
     if scheme == "sqlite":
-        return _open_sqlite(url, parts.path, query, names)
+        return _open_sqlite(url, parts.path, query, names, create)
     if scheme in ("postgresql", "postgres"):
         return _open_postgres(url, parts, query, names)
     raise ValueError(
@@ -310,9 +321,13 @@ def open_store(url: str | None = None, log_names: Iterable[str] = LOG_NAMES) -> 
     )
 
 
-def _open_sqlite(url: str, path: str, query: dict[str, list[str]], names: tuple[str, ...]) -> Store:
+def _open_sqlite(
+    url: str, path: str, query: dict[str, list[str]], names: tuple[str, ...], create: bool
+) -> Store:
     # sqlite:///relative/path, sqlite:////absolute/path, sqlite:///:memory:
     db_path = path[1:] if path.startswith("/") else path
+    if not create and db_path not in ("", ":memory:") and not Path(db_path).is_file():
+        raise StoreNotFound(f"no store at {db_path}")
     if db_path in ("", ":memory:"):
         db_name = f"file:carbonx-{id(query)}-{time.monotonic_ns()}?mode=memory&cache=shared"
     else:

@@ -105,18 +105,13 @@ def _engine_config(calendar: str) -> EngineConfig:
 
 def _existing_store(db_url: str | None) -> Any:
     """The store at `db_url` for an audit command (`verify`, `replay`, `export`), which
-    must not create one: opening a mistyped SQLite path would make an empty store and
-    report on it ("ok, 0 events"). PostgreSQL refuses a database that does not exist."""
-    from pathlib import Path
-    from urllib.parse import urlsplit
+    must not create one (see :func:`infra.store.open_store`)."""
+    from infra.store import StoreNotFound
 
-    url = db_url or os.environ.get("CARBONX_DATABASE_URL") or DEFAULT_URL
-    parts = urlsplit(url)
-    if parts.scheme.split("+")[0] == "sqlite":
-        path = parts.path[1:] if parts.path.startswith("/") else parts.path
-        if path not in ("", ":memory:") and not Path(path).is_file():
-            raise click.UsageError(f"no store at {path}: check --db (or CARBONX_DATABASE_URL)")
-    return open_store(url)
+    try:
+        return open_store(db_url, create=False)
+    except StoreNotFound as error:
+        raise click.UsageError(f"{error}: check --db (or CARBONX_DATABASE_URL)") from error
 
 
 def _engine_calendar(store: Any, asked: str | None) -> str:

@@ -525,17 +525,23 @@ def test_metrics_and_readiness(live: Live) -> None:
     assert ready["ready"] and ready["checks"]["projections"]["ok"]
 
 
-def test_a_block_trade_is_proposed_confirmed_and_settled(live: Live) -> None:
-    regulator, operator = live.headers("regulator"), live.headers("operator")
-    issued = live.client.post("/v1/credits/issuances", headers=regulator, json={
+def _block_deal(live: Live) -> dict[str, Any]:
+    """E1 sells E2 100,000 t at 65.00 in a block: both sides funded for it."""
+    issued = live.client.post("/v1/credits/issuances", headers=live.headers("regulator"), json={
         "enterprise_id": E1, "instrument": "HCC-2025", "quantity": 200_000,
         "reason": "allocation"})  # fmt: skip
     assert issued.status_code == 201, issued.text
     cash = {"enterprise_id": E2, "amount": 700_000_000}
-    assert live.client.post("/v1/cash/deposits", headers=operator, json=cash).is_success
-    before = _balances(live, "trader2", E2)
-    deal = {"instrument": "HCC-2025", "seller_id": E1, "buyer_id": E2,
+    deposited = live.client.post("/v1/cash/deposits", headers=live.headers("operator"), json=cash)
+    assert deposited.is_success, deposited.text
+    return {"instrument": "HCC-2025", "seller_id": E1, "buyer_id": E2,
             "quantity": 100_000, "price": 6_500}  # fmt: skip
+
+
+def test_a_block_trade_is_proposed_confirmed_and_settled(live: Live) -> None:
+    regulator = live.headers("regulator")
+    deal = _block_deal(live)
+    before = _balances(live, "trader2", E2)
     assert live.client.post("/v1/block-trades", headers=live.headers("viewer1"),
                             json=deal).status_code == 403  # fmt: skip
     proposed = live.client.post("/v1/block-trades", headers=live.headers("trader1"), json=deal)
@@ -754,15 +760,8 @@ def test_writes_on_a_path_honour_an_idempotency_key(live: Live) -> None:
     changed = live.client.patch(f"/v1/orders/{second}", headers=keyed, json={"quantity": 20})
     assert changed.status_code == 409
 
-    regulator, operator = live.headers("regulator"), live.headers("operator")
-    issued = live.client.post("/v1/credits/issuances", headers=regulator, json={
-        "enterprise_id": E1, "instrument": "HCC-2025", "quantity": 200_000,
-        "reason": "allocation"})  # fmt: skip
-    assert issued.status_code == 201, issued.text
-    cash = {"enterprise_id": E2, "amount": 700_000_000}
-    assert live.client.post("/v1/cash/deposits", headers=operator, json=cash).is_success
-    deal = {"instrument": "HCC-2025", "seller_id": E1, "buyer_id": E2,
-            "quantity": 100_000, "price": 6_500}  # fmt: skip
+    regulator = live.headers("regulator")
+    deal = _block_deal(live)
     block = live.client.post("/v1/block-trades", headers=live.headers("trader1"), json=deal)
     block_id = block.json()["block_trade_id"]
     keyed = {**trader2, "Idempotency-Key": "confirm-1"}

@@ -130,7 +130,7 @@ def test_verify_passes_then_names_the_first_difference_under_other_rules(
     assert other_fees.expected != other_fees.found
 
 
-def _history_with_snapshots(store_url: str) -> int:
+def history_with_snapshots(store_url: str) -> int:
     """A history with snapshots; the snapshot log's last position."""
     with open_store(store_url) as store:
         Intake(store).submit(workload(400, enterprises=6))
@@ -143,7 +143,7 @@ def _history_with_snapshots(store_url: str) -> int:
 
 
 def test_verify_refuses_a_forged_snapshot_even_when_its_chain_is_whole(store_url: str) -> None:
-    last = _history_with_snapshots(store_url)
+    last = history_with_snapshots(store_url)
     with open_store(store_url) as store:
         honest = store.snapshots.read(last - 1, 1)[0]
         envelope = orjson.loads(honest.body)
@@ -162,7 +162,7 @@ def test_verify_refuses_a_forged_snapshot_even_when_its_chain_is_whole(store_url
 
 
 def test_verify_notices_commands_missing_from_the_intake_logs_end(store_url: str) -> None:
-    _history_with_snapshots(store_url)
+    history_with_snapshots(store_url)
     with open_store(store_url) as store:
         last = store.intake.position
         answering = [e.position for e in store.journal.events() if e.cause == last]

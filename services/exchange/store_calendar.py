@@ -12,6 +12,7 @@ quietly mixing two sets of rules in one history.
 
 from __future__ import annotations
 
+from infra.sqldb import Cursor
 from infra.store import Store
 
 __all__ = [
@@ -32,13 +33,17 @@ class CalendarMismatch(ValueError):
     """An engine would continue a journal under another calendar than it was produced with."""
 
 
+def _recorded_in(cursor: Cursor) -> str | None:
+    cursor.execute(_CREATE)
+    cursor.execute("SELECT value FROM carbonx_settings WHERE name = %s", ("calendar",))
+    row = cursor.fetchone()
+    return None if row is None else str(row[0])
+
+
 def recorded(store: Store) -> str | None:
     """The calendar recorded in `store`, or None (no engine has run on it yet)."""
     with store.sql.transaction() as cursor:
-        cursor.execute(_CREATE)
-        cursor.execute("SELECT value FROM carbonx_settings WHERE name = %s", ("calendar",))
-        row = cursor.fetchone()
-    return None if row is None else str(row[0])
+        return _recorded_in(cursor)
 
 
 def calendar_to_read(store: Store, asked: str | None) -> str:
@@ -55,10 +60,7 @@ def calendar_for_engine(store: Store, asked: str | None) -> str:
     otherwise it must be the recorded one (:class:`CalendarMismatch`).
     """
     with store.sql.transaction() as cursor:
-        cursor.execute(_CREATE)
-        cursor.execute("SELECT value FROM carbonx_settings WHERE name = %s", ("calendar",))
-        row = cursor.fetchone()
-        current = None if row is None else str(row[0])
+        current = _recorded_in(cursor)
         chosen = asked or current or DEFAULT_CALENDAR
         if current is not None and chosen != current and store.journal.position > 0:
             raise CalendarMismatch(
