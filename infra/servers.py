@@ -625,22 +625,27 @@ class TansuBroker:
             f"(last error: {last_error!r})"
         )
 
-    def stop(self) -> None:
+    def stop(self, graceful: bool = True) -> None:
         """Stop the broker and delete its temp dir. Safe to call repeatedly.
 
         tansu treats SIGTERM as a graceful shutdown that waits for clients to disconnect, which
-        in tests may be never; so it gets one second, then SIGKILL.
+        in tests may be never; so it gets one second, then SIGKILL. ``graceful=False`` kills
+        it at once (a crash): during that second it still answers requests in flight, and a
+        test that needs the broker gone at a given moment cannot have that.
         """
         atexit.unregister(self.stop)
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.terminate()
-            try:
-                proc.wait(timeout=1)
-            except subprocess.TimeoutExpired:
+            if graceful:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.terminate()
+                try:
+                    proc.wait(timeout=1)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            else:
                 proc.kill()
-                proc.wait()
+            proc.wait()
         tmpdir, self._tmpdir = self._tmpdir, None
         if tmpdir is not None:
             shutil.rmtree(tmpdir, ignore_errors=True)
