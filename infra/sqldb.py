@@ -291,6 +291,7 @@ class SQLiteDatabase:
                 check_same_thread=False,
             )
             conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
+            conn.execute("PRAGMA cache_size = -65536")
             if not self._uri:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")

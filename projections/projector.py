@@ -54,7 +54,7 @@ def ensure_tables(db: SqlDatabase, tables: Iterable[Table], indexes: bool = True
         if db.dialect == "postgres":
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext('carbonx.read_models'))")
         for table in (TRACKING, *tables):
-            for statement in table.create(indexes):
+            for statement in table.create(indexes, db.dialect):
                 cursor.execute(statement)
 
 
