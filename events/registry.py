@@ -42,6 +42,7 @@ __all__ = [
     "PenaltyCharged",
     "PenaltyCollected",
     "PeriodClosed",
+    "PeriodDeadlineSet",
     "PeriodEnforced",
     "PeriodOpened",
     "QuotaComputed",
@@ -52,6 +53,7 @@ __all__ = [
     "SetAllocation",
     "SetEvaluationBenchmarks",
     "SetOffsetInstrument",
+    "SetPeriodDeadline",
     "ShortfallRecorded",
     "SubmitReport",
     "VerifyReport",
@@ -107,6 +109,20 @@ class OpenPeriod(Event):
     period: str
     deadline: int = 0
     instrument: str = ""
+
+
+@event_type("SetPeriodDeadline")
+class SetPeriodDeadline(Event):
+    """Move a period's surrender deadline (µs), e.g. to extend it, as pilots do.
+
+    Until the period is enforced, and only to a moment still to come: surrenders are
+    taken until the new deadline, and enforcement waits for it. A period is closed
+    before its deadline (a close at or after it is refused: its obligations could no
+    longer be met), so a late close needs the deadline moved first.
+    """
+
+    period: str
+    deadline: int
 
 
 @event_type("SubmitReport")
@@ -226,6 +242,15 @@ class PeriodOpened(Event):
     period: str
     deadline: int
     instrument: str
+
+
+@event_type("PeriodDeadlineSet")
+class PeriodDeadlineSet(Event):
+    """The surrender deadline of `period` moved from `previous` to `deadline` (µs)."""
+
+    period: str
+    deadline: int
+    previous: int
 
 
 @event_type("ReportSubmitted")

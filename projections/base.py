@@ -52,9 +52,7 @@ class Table:
         if self.key:
             columns.append(f"PRIMARY KEY ({', '.join(self.key)})")
             clustered = " WITHOUT ROWID" if dialect == "sqlite" else ""
-        statements = [
-            f"CREATE TABLE IF NOT EXISTS {self.name} ({', '.join(columns)}){clustered}"
-        ]
+        statements = [f"CREATE TABLE IF NOT EXISTS {self.name} ({', '.join(columns)}){clustered}"]
         return statements + (self.create_indexes() if indexes else [])
 
     def create_indexes(self) -> list[str]:

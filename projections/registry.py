@@ -244,6 +244,13 @@ class Registry(Projection):
         ]
         self._dirty_periods.add(e.period)
 
+    def on_PeriodDeadlineSet(self, entry: Entry) -> None:
+        e: r.PeriodDeadlineSet = entry.event  # type: ignore[assignment]
+        row = self.periods.get(e.period)
+        if row is not None:
+            row[1] = e.deadline
+            self._dirty_periods.add(e.period)
+
     def on_QuotaComputed(self, entry: Entry) -> None:
         e: r.QuotaComputed = entry.event  # type: ignore[assignment]
         row = self._row(e.enterprise_id, e.period)

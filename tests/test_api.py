@@ -318,6 +318,8 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, set[str]]] = [
     ("POST", f"/v1/enterprises/{E1}/freeze", {"frozen": False}, {"regulator"}),
     ("PUT", f"/v1/enterprises/{E1}/position-limit", {"limit": 0}, {"regulator"}),
     ("POST", "/v1/periods", {"period": "2032"}, {"regulator"}),
+    ("PUT", "/v1/periods/2032/deadline", {"deadline": "2033-12-31T00:00:00+08:00"},
+     {"regulator"}),
     ("PUT", f"/v1/periods/2032/allocations/{E1}",
      {"method": "benchmark", "params": {"benchmark_t_per_unit": "0.5"}}, {"regulator"}),
     ("POST", f"/v1/enterprises/{E1}/reports",

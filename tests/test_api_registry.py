@@ -4,7 +4,9 @@ and read compliance; bad registry input changes nothing."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -198,26 +200,40 @@ def test_a_write_or_read_naming_an_unknown_resource_in_its_path_is_404(live: Liv
         assert known.status_code == 200, (page, known.text)
 
 
-def test_a_surrender_after_the_deadline_is_a_conflict(live: Live) -> None:
-    """RULES.md: obligations are surrendered by the deadline. After it, a surrender is
-    refused as a 409 problem with reason ``past_deadline`` and changes nothing."""
-    # given: a period whose deadline (2025-07-01) is before the clock (2025-11-25), and
-    # E-DEMO-1 owes 100 t for it (1,000 t verified against a 900 t quota)
-    demo, trader = "E-DEMO-1", "trader1"
-    _post(live, "regulator", "/v1/periods",
-          {"period": "2025H1", "deadline": "2025-07-01T00:00:00+08:00"}, 201)  # fmt: skip
-    _post(live, trader, f"/v1/enterprises/{demo}/reports", {
-        "period": "2025H1", "output_value": "100", "energy_tce": "10",
+def _owing_100_t(live: Live, demo: str, period: str, deadline: str) -> None:
+    """Given: `period` open with `deadline`, and `demo`'s verified 1,000 t against a
+    900 t quota (100 t to owe once the period closes)."""
+    _post(live, "regulator", "/v1/periods", {"period": period, "deadline": deadline}, 201)
+    _post(live, "trader1", f"/v1/enterprises/{demo}/reports", {
+        "period": period, "output_value": "100", "energy_tce": "10",
         "sources": [{"kind": "process", "name": "kiln", "activity": "1000", "unit": "t",
                      "factor": "1", "factor_reason": "stack test"}],
     }, 201)  # fmt: skip
-    _post(live, "verifier", f"/v1/reports/R-2025H1-{demo}/verification",
+    _post(live, "verifier", f"/v1/reports/R-{period}-{demo}/verification",
           {"accepted": True, "note": "ok"})  # fmt: skip
     allocation = {"method": "grandfathering",
                   "params": {"base_emissions_t": ["900"], "decline_factor": "1"}}  # fmt: skip
-    _ok(live.client.put(f"/v1/periods/2025H1/allocations/{demo}",
+    _ok(live.client.put(f"/v1/periods/{period}/allocations/{demo}",
                         headers=live.headers("regulator"), json=allocation))  # fmt: skip
+
+
+def _clock_from(live: Live, moment: str) -> None:
+    """Commands from now on are stamped from local `moment` on, 1 ms apart."""
+    gateway = live.client.app.state.gateway  # type: ignore[attr-defined]
+    start = int(datetime.fromisoformat(moment).timestamp()) * 1_000_000
+    ticks = itertools.count(start, 1_000)
+    gateway.clock = lambda: next(ticks)
+
+
+def test_a_surrender_after_the_deadline_is_a_conflict(live: Live) -> None:
+    """RULES.md: obligations are surrendered by the deadline. After it, a surrender is
+    refused as a 409 problem with reason ``past_deadline`` and changes nothing."""
+    # given: E-DEMO-1 owes 100 t for 2025H1, closed before its deadline of 2025-12-01
+    # (the clock: 2025-11-25), and the clock is now past that deadline
+    demo, trader = "E-DEMO-1", "trader1"
+    _owing_100_t(live, demo, "2025H1", "2025-12-01T00:00:00+08:00")
     _post(live, "regulator", "/v1/periods/2025H1/close")
+    _clock_from(live, "2025-12-01T00:00:00+08:00")
     balances = f"/v1/enterprises/{demo}/balances"
     before = _ok(live.client.get(balances, headers=live.headers(trader)))
     # when: E-DEMO-1 surrenders HCC-2025 (it holds some) against it
@@ -236,6 +252,55 @@ def test_a_surrender_after_the_deadline_is_a_conflict(live: Live) -> None:
     periods = _ok(live.client.get(compliance, headers=live.headers("regulator")))["periods"]
     (h1,) = [p for p in periods if p["period"] == "2025H1"]
     assert (h1["obligation_t"], h1["surrendered_t"], h1["outstanding_t"]) == (100, 0, 100)
+
+
+def test_a_late_close_needs_the_deadline_moved_first(live: Live) -> None:
+    """A period closed at or after its deadline would create obligations already due:
+    refused (409 ``past_deadline``) until the regulator moves the deadline
+    (``PUT /v1/periods/{period}/deadline``); then surrenders count until the new one."""
+    # given: 2025H1's deadline (2025-07-01) passed before the clock (2025-11-25)
+    demo, regulator = "E-DEMO-1", live.headers("regulator")
+    _owing_100_t(live, demo, "2025H1", "2025-07-01T00:00:00+08:00")
+    # when: the regulator closes it
+    late = live.client.post("/v1/periods/2025H1/close", headers=regulator)
+    # then: refused, and the period stays open
+    assert late.status_code == 409, late.text
+    assert late.json()["reason"] == "past_deadline"
+    status = {
+        p["period"]: p["status"]
+        for p in _ok(live.client.get("/v1/periods", headers=regulator))["periods"]
+    }
+    assert status["2025H1"] == "open"
+    # A deadline in the past, on a period that does not exist, or from another role:
+    # refused, nothing moves.
+    path = "/v1/periods/2025H1/deadline"
+    past = live.client.put(path, headers=regulator, json={"deadline": "2025-11-01T00:00:00"})
+    assert past.status_code == 422 and past.json()["reason"] == "invalid_deadline", past.text
+    unknown = live.client.put("/v1/periods/2099/deadline", headers=regulator,
+                              json={"deadline": "2026-06-30T00:00:00+08:00"})  # fmt: skip
+    assert unknown.status_code == 404, unknown.text
+    missing = live.client.put(path, headers=regulator, json={})
+    assert missing.status_code == 422 and missing.json()["errors"][0]["field"] == "deadline"
+    # when: the regulator extends the deadline to 2025-12-31 (no offset: Shanghai time)
+    moved = _ok(live.client.put(path, headers=regulator, json={"deadline": "2025-12-31T00:00:00"}))
+    # then: the period shows it, the close goes through, and a surrender counts
+    new_deadline = int(datetime.fromisoformat("2025-12-31T00:00:00+08:00").timestamp()) * 10**6
+    assert moved["deadline"] == new_deadline
+    (h1,) = [p for p in _ok(live.client.get("/v1/periods", headers=regulator))["periods"]
+             if p["period"] == "2025H1"]  # fmt: skip
+    assert (h1["deadline"], h1["status"]) == (new_deadline, "open")
+    _post(live, "regulator", "/v1/periods/2025H1/close")
+    surrender = {"enterprise_id": demo, "period": "2025H1", "instrument": "HCC-2025",
+                 "quantity": 100}  # fmt: skip
+    _post(live, "trader1", "/v1/surrenders", surrender, 201)
+    compliance = f"/v1/enterprises/{demo}/compliance"
+    (h1,) = [p for p in _ok(live.client.get(compliance, headers=regulator))["periods"]
+             if p["period"] == "2025H1"]  # fmt: skip
+    assert (h1["obligation_t"], h1["outstanding_t"], h1["status"]) == (100, 0, "settled")
+    # and once the period is enforced, its deadline is history: it cannot move
+    _post(live, "regulator", "/v1/periods/2025H1/enforce", {"force": True})
+    enforced = live.client.put(path, headers=regulator, json={"deadline": "2026-12-31T00:00:00"})
+    assert enforced.status_code == 409 and enforced.json()["reason"] == "period_enforced"
 
 
 def test_enforcing_twice_or_reporting_before_approval_are_conflicts(live: Live) -> None:

@@ -913,8 +913,8 @@ def test_a_pending_enterprise_cannot_report_and_is_not_closed() -> None:
 def test_close_refuses_without_an_instrument_of_the_periods_vintage() -> None:
     zone = started()
     zone.on("2026-02-01")
-    zone.ok(r.OpenPeriod(period="2026", deadline=1, instrument=HCC))  # vintage 2025: wrong
-    zone.ok(r.OpenPeriod(period="2027", deadline=1))  # HCC-2027, not listed
+    zone.ok(r.OpenPeriod(period="2026", instrument=HCC))  # vintage 2025: wrong
+    zone.ok(r.OpenPeriod(period="2027"))  # HCC-2027, not listed
     for period in ("2026", "2027"):
         zone.ok(
             r.SubmitReport(
@@ -1180,6 +1180,68 @@ def test_surrenders_are_refused_from_the_deadline_on() -> None:
         900_000,
     )
     assert zone.engine.registry.enterprises["S1"].shortfall_periods == ["2025"]
+
+
+def test_a_close_at_or_after_the_deadline_is_refused_until_the_deadline_moves() -> None:
+    """A close on or after the deadline would create obligations already due (no
+    surrender accepted, every deficit penalised in full): refused, with the state
+    unchanged, until the regulator moves the deadline (SetPeriodDeadline)."""
+    # given: S1's 100 t deficit for 2025, still open at its deadline (2027-01-01 00:00)
+    zone = verified_deficit("1000", credits=100)
+    deadline = at(date(2027, 1, 1), "00:00")
+    zone.on("2027-01-01", "00:00")
+    # when: the regulator closes it now
+    refusal = zone.refused(r.ClosePeriod(period="2025"), "past_deadline")
+    # then: refused, naming the deadline; bad moves of the deadline are refused too
+    assert refusal.detail == f"the deadline was {deadline}: move it (SetPeriodDeadline) to close"
+    zone.refused(r.SetPeriodDeadline(period="2025", deadline=zone.time), "invalid_deadline")
+    zone.refused(r.SetPeriodDeadline(period="2099", deadline=deadline * 2), "unknown_period")
+    assert validate(r.SetPeriodDeadline(period="2025", deadline=0)) == [
+        FieldError("deadline", "must be µs since the epoch")
+    ]
+    # when: the deadline moves to 31 March 2027, and the period closes
+    extended = at(date(2027, 3, 31), "00:00")
+    out = zone.ok(r.SetPeriodDeadline(period="2025", deadline=extended))
+    assert out == [r.PeriodDeadlineSet(period="2025", deadline=extended, previous=deadline)]
+    (obligation,) = zone.of(r.ObligationCreated, zone.ok(r.ClosePeriod(period="2025")))
+    # then: the obligation is due at the new deadline and surrenders count until then
+    assert (obligation.quantity, obligation.deadline) == (100, extended)
+    zone.on("2027-03-30")
+    zone.ok(c.SurrenderCredits(enterprise_id="S1", instrument=HCC, quantity=60, period="2025"))
+    zone.on("2027-03-31", "00:00")
+    late = c.SurrenderCredits(enterprise_id="S1", instrument=HCC, quantity=40, period="2025")
+    zone.refused(late, "past_deadline")
+    out = zone.ok(r.EnforcePeriod(period="2025"))
+    (shortfall,) = zone.of(r.ShortfallRecorded, out)
+    assert shortfall.shortfall == 40
+    # and an enforced period's deadline is history
+    zone.refused(
+        r.SetPeriodDeadline(period="2025", deadline=at(date(2027, 6, 30), "00:00")),
+        "period_enforced",
+    )
+
+
+def test_enforcement_waits_for_a_moved_deadline() -> None:
+    """Moving the deadline moves enforcement with it: before the new deadline,
+    enforcing (without force) is refused, and a surrender still counts."""
+    # given: S1 owes 100 t, holds 100 t; the deadline moves from 2027-01-01 to 2027-02-01
+    zone = verified_deficit("1000", credits=100)
+    close(zone)
+    moved = at(date(2027, 2, 1), "00:00")
+    zone.ok(r.SetPeriodDeadline(period="2025", deadline=moved))
+    # when: the old deadline passes
+    zone.on("2027-01-15")
+    # then: enforcement is early, and S1 may still surrender
+    zone.refused(r.EnforcePeriod(period="2025"), "before_deadline")
+    out = zone.ok(
+        c.SurrenderCredits(enterprise_id="S1", instrument=HCC, quantity=100, period="2025")
+    )
+    assert zone.of(r.ObligationSettled, out) == [
+        r.ObligationSettled(period="2025", enterprise_id="S1")
+    ]
+    zone.on("2027-02-01", "00:01")
+    (enforced,) = zone.of(r.PeriodEnforced, zone.ok(r.EnforcePeriod(period="2025")))
+    assert enforced.shortfalls == 0
 
 
 #: (local time, price) of 100 t trades of HCC-2025 from E1 to S2: two in the six months

@@ -116,6 +116,9 @@ def _registry(command: Event, errors: list[FieldError]) -> None:
             errors.append(FieldError("deadline", "must be µs since the epoch, or 0 (default)"))
         if command.instrument:
             _text(errors, "instrument", command.instrument, 32)
+    elif isinstance(command, r.SetPeriodDeadline):
+        if not 0 < command.deadline <= 2**62:
+            errors.append(FieldError("deadline", "must be µs since the epoch"))
     elif isinstance(command, r.SubmitReport):
         _, problems = compute_report(
             command.sources, command.output_value, command.energy_tce, command.pollutants
@@ -147,6 +150,7 @@ _REGISTRY = (
     r.RegisterEnterprise,
     r.ChangeEnterpriseStatus,
     r.OpenPeriod,
+    r.SetPeriodDeadline,
     r.SubmitReport,
     r.VerifyReport,
     r.SetAllocation,

@@ -283,6 +283,12 @@ class CompliancePeriod(Aggregate):
             if self.offset:
                 obligation["offset_surrendered"] += self.quantity
 
+    class DeadlineSet(Aggregate.Event):
+        deadline: int
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.deadline = self.deadline
+
     class Enforced(Aggregate.Event):
         shortfalls: dict[str, int]
 
@@ -332,6 +338,9 @@ class CompliancePeriod(Aggregate):
             quantity=quantity,
             offset=offset,
         )
+
+    def set_deadline(self, deadline: int, time: int) -> None:
+        _trigger(self, self.DeadlineSet, time, deadline=deadline)
 
     def enforce(self, shortfalls: dict[str, int], time: int) -> None:
         _trigger(self, self.Enforced, time, shortfalls=shortfalls)

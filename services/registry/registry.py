@@ -172,6 +172,7 @@ class Registry:
             r.RegisterEnterprise: self._register,
             r.ChangeEnterpriseStatus: self._change_status,
             r.OpenPeriod: self._open_period,
+            r.SetPeriodDeadline: self._set_deadline,
             r.SubmitReport: self._submit,
             r.VerifyReport: self._verify,
             r.SetAllocation: self._set_allocation,
@@ -303,6 +304,18 @@ class Registry:
         self.periods[cmd.period] = CompliancePeriod.open(cmd.period, deadline, instrument, time)
         return [r.PeriodOpened(period=cmd.period, deadline=deadline, instrument=instrument)]
 
+    def _set_deadline(self, cmd: r.SetPeriodDeadline, time: int, port: ExchangePort) -> list[Event]:
+        """Move the surrender deadline of a period not enforced yet, to a moment still
+        to come: a deadline in the past would take surrenders away retroactively."""
+        period = self._period(cmd.period)
+        if period.status == "enforced":
+            raise Refused("period_enforced", f"period {cmd.period} is enforced")
+        if cmd.deadline <= time:
+            raise Refused("invalid_deadline", f"the deadline must be after {time}")
+        previous = period.deadline
+        period.set_deadline(cmd.deadline, time)
+        return [r.PeriodDeadlineSet(period=cmd.period, deadline=cmd.deadline, previous=previous)]
+
     def _set_allocation(self, cmd: r.SetAllocation, time: int, port: ExchangePort) -> list[Event]:
         period = self._period(cmd.period, status="open")
         if bool(cmd.enterprise_id) == bool(cmd.sector):
@@ -432,6 +445,13 @@ class Registry:
 
     def _close(self, cmd: r.ClosePeriod, time: int, port: ExchangePort) -> list[Event]:
         period = self._period(cmd.period, status="open")
+        if time >= period.deadline:
+            # Its obligations would be due already: no surrender could meet them, and
+            # enforcement would penalise every deficit in full.
+            raise Refused(
+                "past_deadline",
+                f"the deadline was {period.deadline}: move it (SetPeriodDeadline) to close",
+            )
         missing: list[str] = []
         unallocated: list[str] = []
         computed: list[tuple[Enterprise, r.QuotaComputed]] = []

@@ -86,6 +86,13 @@ class PeriodIn(_In):
     instrument: Annotated[str, Field(max_length=32)] = ""
 
 
+class DeadlineIn(_In):
+    deadline: datetime = Field(
+        description="the new surrender deadline, a moment still to come (without an "
+        "offset: Asia/Shanghai)"
+    )
+
+
 class EnforceIn(_In):
     force: StrictBool = False
 
@@ -402,10 +409,27 @@ async def open_period(body: PeriodIn, request: Request, caller: Caller, ctx: Ctx
     )  # fmt: skip
 
 
+@router.put("/v1/periods/{period}/deadline", responses=ERRORS)
+async def set_period_deadline(
+    period: Period, body: DeadlineIn, request: Request, caller: Caller, ctx: Ctx
+) -> Response:
+    """Move the period's surrender deadline (regulator), e.g. to extend it: until the
+    period is enforced, to a moment still to come. A period closes before its deadline
+    (a close at or after it is refused, `past_deadline`), so a late close moves it first."""
+    caller.require("regulator")
+    deadline = _micros(body.deadline)
+    return await submit_command(
+        request, caller, ctx, {"period": period, "deadline": deadline},
+        r.SetPeriodDeadline(period=period, deadline=deadline),
+        {"period": period, "deadline": deadline}, status=200, not_found=_NO_PERIOD,
+    )  # fmt: skip
+
+
 @router.post("/v1/periods/{period}/close", responses=ERRORS)
 async def close_period(period: Period, request: Request, caller: Caller, ctx: Ctx) -> Response:
     """Close the period: surplus credits issued (a serial block each), obligations
-    created; enterprises without a verified report are listed. Closing twice is refused."""
+    created; enterprises without a verified report are listed. Closing twice is refused,
+    and so is a close at or after the deadline (`past_deadline`: move the deadline first)."""
     caller.require("regulator")
     return await submit_command(
         request, caller, ctx, {"period": period}, r.ClosePeriod(period=period),
