@@ -213,6 +213,16 @@ def test_a_regulator_verifies_the_journal_and_reads_state_as_of_a_position(
         expect(page.locator("#asof-result")).to_contain_text("Open orders")
         expect(page.locator("#asof-result")).to_contain_text(f"position {before}")
 
+        # A moment picked without a zone is the market's time, Asia/Shanghai, whatever
+        # the browser's zone (this browser runs in UTC).
+        picker = page.locator("#asof-datetime")
+        picker.fill("2025-11-25T10:00:00")
+        picker.dispatch_event("change")
+        expect(page.locator("#asof-input")).to_have_value("2025-11-25T10:00:00+08:00")
+        page.click("#asof-button")
+        expect(page.locator("#asof-result")).to_contain_text("Open orders")
+        expect(page.locator('.field-error[data-field="as_of"]')).to_be_empty()
+
         # An input that is not a moment: its error, and no earlier answer left below it.
         page.fill("#asof-input", "garbage")
         page.click("#asof-button")
@@ -268,6 +278,10 @@ def test_a_trader_in_new_york_reads_fills_orders_compliance_and_daily_candles(
         assert h1["status"] == "shortfall" and h1["penalty_fen"] > 0, h1
 
         board.sign_in("trader1")
+        # The tape tells the time in Shanghai (the trade: 2025-11-25 10:00:01 there),
+        # not New York's 21:00:01 of the day before.
+        tape_row = page.locator(f'#tape tr[data-trade-id="{trade_id}"]')
+        expect(tape_row.locator("td").first).to_have_text("10:00:01")
         # Every order list and the fills say which instrument; a market order shows
         # "market" and its average fill price, not the band collar it was sent at.
         open_row = page.locator(f'#open-orders tr[data-order-id="{resting["order_id"]}"]')

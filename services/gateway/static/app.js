@@ -106,28 +106,33 @@
     else d = new Date(String(t));
     return Number.isNaN(d.getTime()) ? null : d;
   }
-  const hms = (d) => `${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
-  const ymd = (d) => `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())}`;
   /**
-   * A trading day's date. Daily candles start at midnight Asia/Shanghai (the market's
-   * day, projections/market.py), so they are named in that zone, not the browser's: in
-   * New York the 25th's candle starts on the 24th. With the year: a year-old close must
-   * not look like yesterday's.
+   * Every time on the dashboard is the market's, Asia/Shanghai (UTC+8, no daylight
+   * saving), whatever the browser's zone: the sessions, the trading day, the deadlines
+   * and the audit log are all stated in it, and a regulator in another zone comparing
+   * the tape with the rules must not convert. Daily candles start at midnight Shanghai
+   * (projections/market.py), so they are named by that day: in New York the 25th's
+   * candle starts on the 24th. With the year: a year-old close must not look like
+   * yesterday's.
    */
-  const SHANGHAI_DAY = new Intl.DateTimeFormat("en-CA", { timeZone: "Asia/Shanghai", year: "numeric", month: "2-digit", day: "2-digit" });
-  function tradingDay(d) {
-    const p = Object.fromEntries(SHANGHAI_DAY.formatToParts(d).map((x) => [x.type, x.value]));
-    return `${p.year}-${p.month}-${p.day}`;
-  }
+  const SHANGHAI = new Intl.DateTimeFormat("en-CA", {
+    timeZone: "Asia/Shanghai", hourCycle: "h23",
+    year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit",
+  });
+  const shanghai = (d) => Object.fromEntries(SHANGHAI.formatToParts(d).map((x) => [x.type, x.value]));
+  const hms = (d) => { const p = shanghai(d); return `${p.hour}:${p.minute}:${p.second}`; };
+  const ymd = (d) => { const p = shanghai(d); return `${p.year}-${p.month}-${p.day}`; };
+  const tradingDay = ymd;
   function fmtTime(t) { const d = toDate(t); return d ? hms(d) : "—"; }
   function fmtDateTime(t) { const d = toDate(t); return d ? `${ymd(d)} ${hms(d)}` : esc(t ?? "—"); }
 
-  /** A local Date → ISO 8601 with the browser's UTC offset, e.g. 2025-06-01T10:00:00+08:00. */
-  function isoWithOffset(d) {
-    const off = -d.getTimezoneOffset();
-    const sign = off >= 0 ? "+" : "-";
-    const abs = Math.abs(off);
-    return `${ymd(d)}T${hms(d)}${sign}${pad2(Math.floor(abs / 60))}:${pad2(abs % 60)}`;
+  /** A wall-clock time without a zone ("YYYY-MM-DDTHH:MM[:SS]", as a datetime-local input
+   * gives it) read as Shanghai time → ISO 8601 with its offset, or null if it is no moment. */
+  function shanghaiIso(s) {
+    let local = String(s).replace(" ", "T");
+    if (/T\d{2}:\d{2}$/.test(local)) local += ":00"; // a picker leaves whole minutes' seconds out
+    const iso = `${local}+08:00`;
+    return Number.isNaN(new Date(iso).getTime()) ? null : iso;
   }
   const byIdDesc = (key) => (a, b) =>
     String(b[key] ?? "").localeCompare(String(a[key] ?? ""), undefined, { numeric: true });
@@ -1169,16 +1174,13 @@
   }
 
   // --- state as of a moment
-  /** Journal position → as is; "YYYY-MM-DDTHH:MM[:SS]" (datetime-local, no zone) → local time with offset. */
+  /** Journal position → as is; "YYYY-MM-DDTHH:MM[:SS]" (no zone) → that Shanghai time with its offset. */
   function asOfParam(raw) {
     const s = String(raw || "").trim();
     if (!s) return null;
     if (/^\d+$/.test(s)) return s;
     if (/^\d{4}-\d{2}-\d{2}$/.test(s)) return asOfParam(s + "T00:00");
-    if (/^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$/.test(s)) {
-      const d = new Date(s.replace(" ", "T"));
-      return Number.isNaN(d.getTime()) ? null : isoWithOffset(d);
-    }
+    if (/^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$/.test(s)) return shanghaiIso(s);
     return Number.isNaN(new Date(s).getTime()) ? null : s; // already carries a zone
   }
 
@@ -1340,8 +1342,8 @@
     $("#verify-button").addEventListener("click", verifyChain);
     $("#asof-form").addEventListener("submit", showAsOf);
     $("#asof-datetime").addEventListener("change", (ev) => {
-      const d = ev.target.value ? new Date(ev.target.value) : null;
-      if (d && !Number.isNaN(d.getTime())) $("#asof-input").value = isoWithOffset(d);
+      const iso = ev.target.value ? shanghaiIso(ev.target.value) : null;
+      if (iso) $("#asof-input").value = iso;
     });
     document.addEventListener("visibilitychange", () => { if (!document.hidden) tick(false); });
     let resizeTimer = null;
