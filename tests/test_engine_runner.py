@@ -285,6 +285,40 @@ def test_a_stale_engine_with_other_page_boundaries_journals_nothing_twice(
         assert live.engine.state_hash() == stale.engine.state_hash() == result.state_hash
 
 
+@pytest.mark.parametrize("pipelined", [True, False], ids=["pipelined", "stepping"])
+def test_following_the_log_while_it_grows_journals_what_a_clean_run_does(
+    store_url: str, pipelined: bool
+) -> None:
+    """`run` follows the intake while another writer appends to it, either way (the
+    default picks one per backend: both are exercised on both): every command decided
+    once, in order, the journal equal to re-executing the log, snapshots included."""
+    commands = workload(2_000, enterprises=10)
+    with open_store(store_url) as store:
+        runner = EngineRunner(store, CONFIG, batch=150, snapshot_every=700)
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=runner.run, args=(stop,), kwargs={"idle": 0.02, "pipelined": pipelined}
+        )
+        thread.start()
+        try:
+            intake = Intake(store)
+            for start in range(0, len(commands), 90):  # pages of other boundaries
+                intake.submit(commands[start : start + 90])
+            deadline = time.monotonic() + 60
+            while store.journal.tracking(ENGINE_READER) < len(commands):
+                assert time.monotonic() < deadline, "the engine did not catch up"
+                time.sleep(0.01)
+        finally:
+            stop.set()
+            thread.join(timeout=30)
+        assert not thread.is_alive()
+        result = reexecute(store, CONFIG)
+        assert result.ok, result
+        assert result.commands == len(commands)
+        assert result.state_hash == runner.engine.state_hash()
+        assert store.snapshots.head()[0] >= 2  # taken at 700-command steps on the way
+
+
 def _hold_write_lock(url: str):  # type: ignore[no-untyped-def]
     """A second session that takes the journal's write lock and keeps it."""
     if url.startswith("sqlite"):

@@ -8,11 +8,13 @@ resumes after the tracking position. A stale runner (or a second one) that tries
 append a batch whose commands were already consumed is refused by the tracking table
 and resynchronises instead of writing twice.
 
-While it follows the log (:meth:`EngineRunner.run`), the append of one batch runs on
-a writer thread while the next batch is computed: at most one batch is in flight, it
-names the tracking position it follows, and the next is submitted only after it
-landed, so the guarantees above are unchanged; a failed append makes the runner
-recover from the store before it goes on (the batch computed meanwhile is dropped).
+While it follows the log (:meth:`EngineRunner.run`) on PostgreSQL, the append of one
+batch runs on a writer thread while the next batch is computed: at most one batch is
+in flight, it names the tracking position it follows, and the next is submitted only
+after it landed, so the guarantees above are unchanged; a failed append makes the
+runner recover from the store before it goes on (the batch computed meanwhile is
+dropped). On SQLite it steps one batch at a time: there the reads and appends are
+the process's own CPU work, and threads only contend for the GIL.
 
 Every `snapshot_every` commands it also stores the engine's state with its state hash
 (in its own log, after the journal batch it reflects), so a restart loads the latest
@@ -277,7 +279,13 @@ class EngineRunner:
         self.store.snapshots.append([frame(snapshot, self.engine.time)])
         self._since_snapshot = 0
 
-    def run(self, stop: threading.Event, idle: float = 0.5, tune_gc: bool = False) -> None:
+    def run(
+        self,
+        stop: threading.Event,
+        idle: float = 0.5,
+        tune_gc: bool = False,
+        pipelined: bool | None = None,
+    ) -> None:
         """Follow the intake log until `stop` is set, surviving store outages.
 
         Any error (database unreachable, lock timeout) is logged and retried with
@@ -285,8 +293,48 @@ class EngineRunner:
         `tune_gc` (the process's main work is this engine), the collector is tuned for
         a large long-lived state: ~7% more commands/s, and no full collection over the
         whole book (~75 ms at 250k objects) stalling every order in flight.
-        """
 
+        `pipelined`: read the next page and journal the last batch on threads while a
+        batch is computed (default: on a database server, where they wait on the
+        network and the server without holding the GIL). On SQLite, the default
+        steps one batch at a time instead: reads and appends are this process's own
+        CPU work there, and the threads only contend for the GIL. Measured with the
+        intake written by another process meanwhile (100k commands, engine as its own
+        process): SQLite 59-62k orders/s at 15.1-15.5 µs of engine CPU each, against
+        50-55k and 17.3-18.8 µs pipelined; PostgreSQL 44-46k pipelined against 34-35k
+        one batch at a time.
+        """
+        if pipelined is None:
+            pipelined = self.store.backend != "sqlite"
+        if pipelined:
+            self._run_pipelined(stop, idle, tune_gc)
+        else:
+            self._run_stepping(stop, idle, tune_gc)
+
+    def _run_stepping(self, stop: threading.Event, idle: float, tune_gc: bool) -> None:
+        """:meth:`run` one batch at a time: read, compute, journal, then the next."""
+
+        def follow_once() -> None:
+            if self._dirty:
+                self.recover()
+                log.info(
+                    "engine recovered at intake position %s (engine: %s)",
+                    self.position,
+                    native.implementation(),
+                )
+                if tune_gc:
+                    heap.settle()
+            seen = self.store.generation("intake")
+            if not self.step():
+                self.store.wait_for_change(seen, idle, "intake")
+
+        def after_failure() -> None:
+            self._dirty = True  # follow_once recovers before it steps again
+
+        supervise(stop, follow_once, after_failure, name="engine", log=log, fatal=(ReplayMismatch,))
+
+    def _run_pipelined(self, stop: threading.Event, idle: float, tune_gc: bool) -> None:
+        """:meth:`run` with the next page read and the last batch journaled on threads."""
         writer = ThreadPoolExecutor(1, thread_name_prefix="carbonx-journal")
         flight: list[tuple[_Batch, Future[Appended | None]]] = []  # at most one
         # The next intake page is read while this one is computed: a read waits on the
