@@ -8,7 +8,8 @@ engine refused it, the reason. The gateway reads it to answer writes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from events import accounts as a
@@ -275,22 +276,51 @@ def _order_dict(row: tuple[Any, ...], fills: list[dict[str, Any]]) -> dict[str, 
     return data
 
 
-def _where_in(
+def _keyed(
     db: SqlDatabase, select: str, column: str, values: list[int], tail: str = ""
-) -> Iterator[tuple[Any, ...]]:
-    """The rows of `select` whose `column` is one of `values`, 500 placeholders a query
-    (`tail` ends each query: its ORDER BY holds within each 500)."""
+) -> list[tuple[str, Sequence[Any]]]:
+    """The statements that read the rows of `select` whose (key) `column` is one of
+    `values` (`tail` ends each: its ORDER BY holds within each statement).
+
+    PostgreSQL: one statement, the ids as an array within their range. The range is
+    what keeps the plan on the key's index: ids are intake positions, and a batch's are
+    consecutive. By ``= ANY`` alone the planner scanned the whole table to pick a
+    batch's 100 orders out of it (1.2-1.9 ms at 10,000 orders, growing with every
+    order; 0.15 ms through the index). SQLite: 500 placeholders a statement.
+    """
+    if not values:
+        return []
+    if db.dialect == "postgres":
+        sql = (
+            f"{select} WHERE {column} BETWEEN %s::bigint AND %s::bigint "
+            f"AND {column} = ANY(%s::bigint[]){tail}"
+        )
+        return [(sql, (min(values), max(values), values))]
+    statements: list[tuple[str, Sequence[Any]]] = []
     for start in range(0, len(values), 500):
         chunk = values[start : start + 500]
         marks = ", ".join(["%s"] * len(chunk))
-        yield from db.query(f"{select} WHERE {column} IN ({marks}){tail}", chunk)
+        statements.append((f"{select} WHERE {column} IN ({marks}){tail}", chunk))
+    return statements
 
 
-def _fills_of(db: SqlDatabase, order_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+def _where_in(
+    db: SqlDatabase, select: str, column: str, values: list[int], tail: str = ""
+) -> Iterator[tuple[Any, ...]]:
+    """The rows of `select` whose (key) `column` is one of `values` (see :func:`_keyed`)."""
+    for sql, params in _keyed(db, select, column, values, tail):
+        yield from db.query(sql, params)
+
+
+_FILLS = "SELECT * FROM rm_fills"
+_FILLS_ORDER = " ORDER BY order_id, trade_id"
+
+
+def _fills_from(
+    order_ids: list[int], rows: Iterable[tuple[Any, ...]]
+) -> dict[int, list[dict[str, Any]]]:
     found: dict[int, list[dict[str, Any]]] = {i: [] for i in order_ids}
-    for order_id, trade_id, position, price, quantity, fee, side in _where_in(
-        db, "SELECT * FROM rm_fills", "order_id", order_ids, " ORDER BY order_id, trade_id"
-    ):
+    for order_id, trade_id, position, price, quantity, fee, side in rows:
         found[order_id].append(
                 {"trade_id": trade_id, "position": position, "price": price,
                  "quantity": quantity, "fee": fee, "counterparty_side": side}
@@ -298,13 +328,18 @@ def _fills_of(db: SqlDatabase, order_ids: list[int]) -> dict[int, list[dict[str,
     return found
 
 
+def _fills_of(db: SqlDatabase, order_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    return _fills_from(order_ids, _where_in(db, _FILLS, "order_id", order_ids, _FILLS_ORDER))
+
+
 def orders_by_ids(db: SqlDatabase, order_ids: list[int]) -> list[dict[str, Any]]:
-    """The orders with these ids (any that exist), with their fills."""
-    found: list[dict[str, Any]] = []
-    fills = _fills_of(db, order_ids)
-    for row in _where_in(db, _SELECT, "order_id", order_ids):
-        found.append(_order_dict(row, fills[row[0]]))
-    return found
+    """The orders with these ids (any that exist), with their fills: the fills' and the
+    orders' statements go together (PostgreSQL: one round trip)."""
+    fill_reads = _keyed(db, _FILLS, "order_id", order_ids, _FILLS_ORDER)
+    order_reads = _keyed(db, _SELECT, "order_id", order_ids)
+    results = db.queries([*fill_reads, *order_reads])
+    fills = _fills_from(order_ids, itertools.chain(*results[: len(fill_reads)]))
+    return [_order_dict(row, fills[row[0]]) for row in itertools.chain(*results[len(fill_reads) :])]
 
 
 def owners_of(db: SqlDatabase, order_ids: list[int]) -> dict[int, str]:
