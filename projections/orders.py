@@ -21,6 +21,7 @@ __all__ = [
     "OPEN_STATUSES",
     "Orders",
     "Outcomes",
+    "answered",
     "fills_of_enterprise",
     "order",
     "orders",
@@ -413,6 +414,67 @@ def fills_of_enterprise(
          "fee": fee, "role": role}
         for order_id, trade_id, position, instrument, side, price, quantity, fee, role in rows
     ]  # fmt: skip
+
+
+#: An outcome counts once every read model has reached it (read-your-writes; no read
+#: model yet: MIN is NULL and nothing counts).
+_REACHED = "last_position <= (SELECT MIN(position) FROM rm_tracking)"
+_OUTCOME_NAMES = OUTCOMES.column_names
+
+
+def answered(db: SqlDatabase, causes: list[int]) -> dict[int, dict[str, Any]]:
+    """The outcomes of the commands at intake positions `causes` (ascending) that every
+    read model has reached; a placed order's outcome carries the order, with its fills,
+    under ``order``.
+
+    PostgreSQL: the outcomes, the orders and the fills in one pipeline (one round trip;
+    the HTTP path waits on it). The orders' and fills' statements name the answered
+    outcomes again rather than wait for the first one's rows: they run after it, so they
+    see at least what it saw, and whatever they return beyond it is dropped here.
+    """
+    lo, hi = causes[0], causes[-1]
+    outcomes_sql = (
+        f"SELECT {', '.join(_OUTCOME_NAMES)} FROM rm_outcomes "
+        f"WHERE cause >= %s AND cause <= %s AND {_REACHED}"
+    )
+    if db.dialect == "postgres":
+        answered_order = (
+            "{0} BETWEEN %s::bigint AND %s::bigint AND {0} = ANY(%s::bigint[]) AND EXISTS "
+            f"(SELECT 1 FROM rm_outcomes WHERE cause = {{0}} AND {_REACHED})"
+        )
+        rows, fill_rows, order_rows = db.queries(
+            [
+                (outcomes_sql, (lo, hi)),
+                (
+                    f"{_FILLS} WHERE {answered_order.format('order_id')}{_FILLS_ORDER}",
+                    (lo, hi, causes),
+                ),
+                (f"{_SELECT} WHERE {answered_order.format('order_id')}", (lo, hi, causes)),
+            ]
+        )
+    else:
+        rows, fill_rows, order_rows = db.query(outcomes_sql, (lo, hi)), [], []
+    wanted = set(causes)
+    found = {
+        row[0]: dict(zip(_OUTCOME_NAMES, row, strict=True)) for row in rows if row[0] in wanted
+    }
+    if db.dialect == "postgres":
+        fills = _fills_from([row[0] for row in order_rows], fill_rows)
+        for row in order_rows:
+            outcome = found.get(row[0])
+            if outcome is not None:
+                outcome["order"] = _order_dict(row, fills[row[0]])
+        return found
+    # An order's id is its intake position: every answered order at once.
+    placed = [c for c, row in found.items() if row["result_type"] in _ORDER_RESULTS]
+    if placed:
+        for order in orders_by_ids(db, placed):
+            found[order["order_id"]]["order"] = order
+    return found
+
+
+#: The results that answer a PlaceOrder (the order's row then exists).
+_ORDER_RESULTS = frozenset({"OrderAccepted", "OrderRejected", "OrderQueued"})
 
 
 def outcome(db: SqlDatabase, cause: int) -> dict[str, Any] | None:
