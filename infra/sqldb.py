@@ -612,6 +612,12 @@ def _array_literal(values: Sequence[Any], quoted: bool) -> str:
         if None not in values:
             return "{" + ",".join(map(str, values)) + "}"
         return "{" + ",".join("NULL" if v is None else str(v) for v in values) + "}"
+    if values and None not in values:
+        # Most text (ids, statuses, symbols) has nothing to escape: one join for the
+        # whole column, not three string operations per value.
+        text = "".join(values)
+        if '"' not in text and "\\" not in text:
+            return '{"' + '","'.join(values) + '"}'
     return (
         "{"
         + ",".join(
