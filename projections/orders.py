@@ -8,7 +8,8 @@ engine refused it, the reason. The gateway reads it to answer writes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from events import accounts as a
@@ -20,6 +21,7 @@ __all__ = [
     "OPEN_STATUSES",
     "Orders",
     "Outcomes",
+    "answered",
     "fills_of_enterprise",
     "order",
     "orders",
@@ -275,22 +277,51 @@ def _order_dict(row: tuple[Any, ...], fills: list[dict[str, Any]]) -> dict[str, 
     return data
 
 
-def _where_in(
+def _keyed(
     db: SqlDatabase, select: str, column: str, values: list[int], tail: str = ""
-) -> Iterator[tuple[Any, ...]]:
-    """The rows of `select` whose `column` is one of `values`, 500 placeholders a query
-    (`tail` ends each query: its ORDER BY holds within each 500)."""
+) -> list[tuple[str, Sequence[Any]]]:
+    """The statements that read the rows of `select` whose (key) `column` is one of
+    `values` (`tail` ends each: its ORDER BY holds within each statement).
+
+    PostgreSQL: one statement, the ids as an array within their range. The range is
+    what keeps the plan on the key's index: ids are intake positions, and a batch's are
+    consecutive. By ``= ANY`` alone the planner scanned the whole table to pick a
+    batch's 100 orders out of it (1.2-1.9 ms at 10,000 orders, growing with every
+    order; 0.15 ms through the index). SQLite: 500 placeholders a statement.
+    """
+    if not values:
+        return []
+    if db.dialect == "postgres":
+        sql = (
+            f"{select} WHERE {column} BETWEEN %s::bigint AND %s::bigint "
+            f"AND {column} = ANY(%s::bigint[]){tail}"
+        )
+        return [(sql, (min(values), max(values), values))]
+    statements: list[tuple[str, Sequence[Any]]] = []
     for start in range(0, len(values), 500):
         chunk = values[start : start + 500]
         marks = ", ".join(["%s"] * len(chunk))
-        yield from db.query(f"{select} WHERE {column} IN ({marks}){tail}", chunk)
+        statements.append((f"{select} WHERE {column} IN ({marks}){tail}", chunk))
+    return statements
 
 
-def _fills_of(db: SqlDatabase, order_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+def _where_in(
+    db: SqlDatabase, select: str, column: str, values: list[int], tail: str = ""
+) -> Iterator[tuple[Any, ...]]:
+    """The rows of `select` whose (key) `column` is one of `values` (see :func:`_keyed`)."""
+    for sql, params in _keyed(db, select, column, values, tail):
+        yield from db.query(sql, params)
+
+
+_FILLS = "SELECT * FROM rm_fills"
+_FILLS_ORDER = " ORDER BY order_id, trade_id"
+
+
+def _fills_from(
+    order_ids: list[int], rows: Iterable[tuple[Any, ...]]
+) -> dict[int, list[dict[str, Any]]]:
     found: dict[int, list[dict[str, Any]]] = {i: [] for i in order_ids}
-    for order_id, trade_id, position, price, quantity, fee, side in _where_in(
-        db, "SELECT * FROM rm_fills", "order_id", order_ids, " ORDER BY order_id, trade_id"
-    ):
+    for order_id, trade_id, position, price, quantity, fee, side in rows:
         found[order_id].append(
                 {"trade_id": trade_id, "position": position, "price": price,
                  "quantity": quantity, "fee": fee, "counterparty_side": side}
@@ -298,13 +329,18 @@ def _fills_of(db: SqlDatabase, order_ids: list[int]) -> dict[int, list[dict[str,
     return found
 
 
+def _fills_of(db: SqlDatabase, order_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    return _fills_from(order_ids, _where_in(db, _FILLS, "order_id", order_ids, _FILLS_ORDER))
+
+
 def orders_by_ids(db: SqlDatabase, order_ids: list[int]) -> list[dict[str, Any]]:
-    """The orders with these ids (any that exist), with their fills."""
-    found: list[dict[str, Any]] = []
-    fills = _fills_of(db, order_ids)
-    for row in _where_in(db, _SELECT, "order_id", order_ids):
-        found.append(_order_dict(row, fills[row[0]]))
-    return found
+    """The orders with these ids (any that exist), with their fills: the fills' and the
+    orders' statements go together (PostgreSQL: one round trip)."""
+    fill_reads = _keyed(db, _FILLS, "order_id", order_ids, _FILLS_ORDER)
+    order_reads = _keyed(db, _SELECT, "order_id", order_ids)
+    results = db.queries([*fill_reads, *order_reads])
+    fills = _fills_from(order_ids, itertools.chain(*results[: len(fill_reads)]))
+    return [_order_dict(row, fills[row[0]]) for row in itertools.chain(*results[len(fill_reads) :])]
 
 
 def owners_of(db: SqlDatabase, order_ids: list[int]) -> dict[int, str]:
@@ -378,6 +414,67 @@ def fills_of_enterprise(
          "fee": fee, "role": role}
         for order_id, trade_id, position, instrument, side, price, quantity, fee, role in rows
     ]  # fmt: skip
+
+
+#: An outcome counts once every read model has reached it (read-your-writes; no read
+#: model yet: MIN is NULL and nothing counts).
+_REACHED = "last_position <= (SELECT MIN(position) FROM rm_tracking)"
+_OUTCOME_NAMES = OUTCOMES.column_names
+
+
+def answered(db: SqlDatabase, causes: list[int]) -> dict[int, dict[str, Any]]:
+    """The outcomes of the commands at intake positions `causes` (ascending) that every
+    read model has reached; a placed order's outcome carries the order, with its fills,
+    under ``order``.
+
+    PostgreSQL: the outcomes, the orders and the fills in one pipeline (one round trip;
+    the HTTP path waits on it). The orders' and fills' statements name the answered
+    outcomes again rather than wait for the first one's rows: they run after it, so they
+    see at least what it saw, and whatever they return beyond it is dropped here.
+    """
+    lo, hi = causes[0], causes[-1]
+    outcomes_sql = (
+        f"SELECT {', '.join(_OUTCOME_NAMES)} FROM rm_outcomes "
+        f"WHERE cause >= %s AND cause <= %s AND {_REACHED}"
+    )
+    if db.dialect == "postgres":
+        answered_order = (
+            "{0} BETWEEN %s::bigint AND %s::bigint AND {0} = ANY(%s::bigint[]) AND EXISTS "
+            f"(SELECT 1 FROM rm_outcomes WHERE cause = {{0}} AND {_REACHED})"
+        )
+        rows, fill_rows, order_rows = db.queries(
+            [
+                (outcomes_sql, (lo, hi)),
+                (
+                    f"{_FILLS} WHERE {answered_order.format('order_id')}{_FILLS_ORDER}",
+                    (lo, hi, causes),
+                ),
+                (f"{_SELECT} WHERE {answered_order.format('order_id')}", (lo, hi, causes)),
+            ]
+        )
+    else:
+        rows, fill_rows, order_rows = db.query(outcomes_sql, (lo, hi)), [], []
+    wanted = set(causes)
+    found = {
+        row[0]: dict(zip(_OUTCOME_NAMES, row, strict=True)) for row in rows if row[0] in wanted
+    }
+    if db.dialect == "postgres":
+        fills = _fills_from([row[0] for row in order_rows], fill_rows)
+        for row in order_rows:
+            outcome = found.get(row[0])
+            if outcome is not None:
+                outcome["order"] = _order_dict(row, fills[row[0]])
+        return found
+    # An order's id is its intake position: every answered order at once.
+    placed = [c for c, row in found.items() if row["result_type"] in _ORDER_RESULTS]
+    if placed:
+        for order in orders_by_ids(db, placed):
+            found[order["order_id"]]["order"] = order
+    return found
+
+
+#: The results that answer a PlaceOrder (the order's row then exists).
+_ORDER_RESULTS = frozenset({"OrderAccepted", "OrderRejected", "OrderQueued"})
 
 
 def outcome(db: SqlDatabase, cause: int) -> dict[str, Any] | None:

@@ -25,6 +25,7 @@ from projections.base import Entry, Projection, Table
 from projections.parallel import can_share, importable, rebuild_in_workers, split
 
 __all__ = [
+    "MOVED_SQLSTATE",
     "REBUILD_BATCH",
     "TRACKING",
     "ProjectionMoved",
@@ -48,6 +49,35 @@ TRACKING = Table(
 REBUILD_BATCH = 50_000
 
 
+#: The SQLSTATE of :data:`CHECK_POSITIONS`'s refusal (a class of its own: no standard
+#: error means "another projector moved this projection").
+MOVED_SQLSTATE = "CX409"
+#: PostgreSQL: what :meth:`Projector._check_positions` checks, as a statement that can
+#: travel in a batch's pipeline (a SELECT whose rows the projector must read before it
+#: goes on cannot): lock the projections' tracking rows, and raise unless each stands
+#: where the projector last saw it commit. A projector committing meanwhile is waited
+#: for, then seen (each statement of a function sees what committed before it ran).
+CHECK_POSITIONS = f"""
+CREATE OR REPLACE FUNCTION rm_check_positions(p_names text[], p_seen bigint[])
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    moved record;
+BEGIN
+    PERFORM 1 FROM rm_tracking WHERE projection = ANY(p_names) FOR UPDATE;
+    SELECT w.name, coalesce(t.position, 0) AS stands, w.seen INTO moved
+    FROM unnest(p_names, p_seen) AS w(name, seen)
+    LEFT JOIN rm_tracking t ON t.projection = w.name
+    WHERE coalesce(t.position, 0) <> w.seen
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION '% stands at %, not %: another projector moved it',
+            moved.name, moved.stands, moved.seen
+            USING ERRCODE = '{MOVED_SQLSTATE}';
+    END IF;
+END $$
+"""
+
+
 def ensure_tables(db: SqlDatabase, tables: Iterable[Table], indexes: bool = True) -> None:
     """Create the tables that are missing (concurrent callers take turns)."""
     with db.transaction() as cursor:
@@ -56,6 +86,8 @@ def ensure_tables(db: SqlDatabase, tables: Iterable[Table], indexes: bool = True
         for table in (TRACKING, *tables):
             for statement in table.create(indexes, db.dialect):
                 cursor.execute(statement)
+        if db.dialect == "postgres":
+            cursor.execute(CHECK_POSITIONS)
 
 
 def stored_columns(db: SqlDatabase, table: str) -> tuple[str, ...]:
@@ -155,21 +187,39 @@ class Projector:
         rows = _whole_commands(rows, full=len(rows) == self.batch)
         last = rows[-1].position
         touched = [p for p in self.projections if self.positions[p.name] < last]
+        postgres = self.db.dialect == "postgres"
         try:
             self._apply(rows, touched)
             # Rows are built before the transaction opens: on SQLite it holds the one
             # write lock that the engine and the other rebuild workers wait for.
             writes = self.db.plan()
+            if postgres and touched:
+                # First in the transaction, so that a loser is refused before it writes.
+                writes.execute(
+                    "SELECT rm_check_positions(%s::text[], %s::bigint[])",
+                    ([p.name for p in touched], [self.positions[p.name] for p in touched]),
+                )
             for projection in touched:
                 projection.flush(writes)
             # The positions and the wake-up go in the plan too: on PostgreSQL the plan is
             # sent as one pipeline, and each statement outside it is a round trip.
             self._record(writes, [projection.name for projection in touched], last)
-            if self.db.dialect == "postgres":
+            if postgres:
                 writes.execute(f"NOTIFY {PROJECTIONS_CHANNEL}")
-            with self.db.transaction() as cursor:
-                self._check_positions(cursor, touched)
-                writes.replay(cursor)
+            if postgres and writes.pipelinable():
+                # The whole transaction in one round trip (a live batch's were ~8, each
+                # a wake-up of this process and of its server backend).
+                try:
+                    with self.db.pipelined() as cursor:
+                        writes.replay(cursor)
+                except Exception as error:
+                    if getattr(error, "sqlstate", None) == MOVED_SQLSTATE:
+                        raise ProjectionMoved(str(error).splitlines()[0]) from error
+                    raise
+            else:
+                with self.db.transaction() as cursor:
+                    self._check_positions(cursor, touched)
+                    writes.replay(cursor)
         except BaseException:
             # The in-memory state ran ahead of what committed: start again from the
             # tables, so that the next attempt re-applies exactly the lost batch.

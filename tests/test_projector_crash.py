@@ -22,13 +22,17 @@ from services.exchange.runner import EngineRunner
 from tests.test_projections import _checksums
 
 KILLS = 8
+COMMANDS = 30_000
 
 
 def test_sigkill_mid_batch_leaves_tables_equal_to_a_clean_rebuild(
     pg_url: str, tmp_path: Path
 ) -> None:
     with open_store(pg_url) as store:
-        Intake(store).submit(workload(12_000, enterprises=40, seed=5))
+        # Enough work that the projector is still at it when the first kill comes: with
+        # a batch in one round trip it projected 12,000 commands' results (18,570
+        # entries) within the first window, and no incarnation had anything left to do.
+        Intake(store).submit(workload(COMMANDS, enterprises=40, seed=5))
         EngineRunner(store, EngineConfig(calendar=ALWAYS), batch=1_000).drain()
         head = store.journal.head()[0]
     rng = random.Random(7)
