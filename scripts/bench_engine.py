@@ -77,7 +77,7 @@ def in_memory(commands: list[tuple[Event, int]], engine_class: type[Engine] = En
 def end_to_end(url: str, commands: list[tuple[Event, int]], chunk: int = 5_000) -> float:
     with open_store(url) as store:
         intake = Intake(store)
-        runner = EngineRunner(store, CONFIG, batch=5_000, snapshot_every=0)
+        runner = EngineRunner(store, CONFIG, snapshot_every=0)  # the default batch
         runner.recover()
         started = time.perf_counter()
 
@@ -119,8 +119,6 @@ def end_to_end_process(
             url,
             "--calendar",
             "always",
-            "--batch",
-            "5000",
             "--snapshot-every",
             "0",
             stderr=subprocess.DEVNULL,
@@ -154,7 +152,7 @@ def latency(url: str, commands: list[tuple[Event, int]], rate: int, seconds: flo
     journaled: list[tuple[int, float]] = []
     with open_store(url) as store:
         intake = Intake(store)
-        runner = EngineRunner(store, CONFIG, batch=5_000, snapshot_every=0)
+        runner = EngineRunner(store, CONFIG, snapshot_every=0)
         runner.recover()
         stop = threading.Event()
 

@@ -21,7 +21,7 @@ from infra.logs import configure_logging
 from infra.store import DEFAULT_URL, open_store
 from services.exchange.calendar import calendar_named
 from services.exchange.config import EngineConfig
-from services.exchange.runner import EngineRunner
+from services.exchange.runner import BATCH, EngineRunner
 from services.ticker import Ticker
 from services.version import VERSION
 
@@ -127,7 +127,13 @@ def _engine_calendar(store: Any, asked: str | None) -> str:
 @main.command()
 @db_option
 @calendar_option
-@click.option("--batch", default=2_000, show_default=True, help="Commands per journal transaction.")
+@click.option(
+    "--batch",
+    default=BATCH,
+    show_default=True,
+    help="Commands per journal transaction, at most (a backlog's; under light load a "
+    "batch is what has arrived).",
+)
 @click.option(
     "--snapshot-every", default=50_000, show_default=True, help="Commands between snapshots."
 )
