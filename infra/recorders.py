@@ -425,14 +425,6 @@ class PostgresLogRecorder(PostgresProcessRecorder):
         return count, (min(broken) if broken else None)
 
 
-def _as_tuple(row: Any) -> tuple[Any, ...] | None:
-    if row is None:
-        return None
-    if isinstance(row, dict):
-        return tuple(row.values())
-    return tuple(row)
-
-
 def _insert_tracking_or_conflict(
     recorder: Any, cursor: Any, tracking: Tracking, follows: int | None
 ) -> None:
