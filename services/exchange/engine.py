@@ -78,6 +78,9 @@ _order_cancelled: Final = constructor(OrderCancelled)
 _order_expired: Final = constructor(OrderExpired)
 _trade_executed: Final = constructor(TradeExecuted)
 _command_rejected: Final = constructor(CommandRejected)
+# The hot commands' classes, compared by identity in Engine.apply.
+_PLACE_ORDER: Final = c.PlaceOrder
+_CANCEL_ORDER: Final = c.CancelOrder
 
 ACTIVE: Final = "active"
 SUSPENDED: Final = "suspended"
@@ -145,7 +148,10 @@ class Instrument:
     """A listed instrument: its terms, book, serial counter and the day's prices."""
 
     __slots__ = (
-        "bands",
+        "band_bps",
+        "band_close",
+        "band_lower",
+        "band_upper",
         "book",
         "day_high",
         "day_low",
@@ -168,7 +174,13 @@ class Instrument:
         self.previous_close = reference_price
         self.next_serial = 1
         self.book = Book()
-        self.bands: dict[tuple[int, int], tuple[int, int]] = {}  # (close, bps) -> band
+        # The band last asked for: (band_close, band_bps) -> (band_lower, band_upper). Every
+        # order asks for the continuous band of the same close, so one entry in native
+        # fields serves nearly all; no close is negative, so the first ask computes.
+        self.band_close = -1
+        self.band_bps = 0
+        self.band_lower = 0
+        self.band_upper = 0
         # [day, volume, notional] of each closed trading day with continuous trades, for
         # the penalty's 6-month average price; days older than HISTORY_DAYS are dropped
         # (before today or before a deadline still to enforce: Engine._history_floor).
@@ -269,16 +281,27 @@ class Engine:
             self._advance(results)
         if self.queued and self._continuous_open():
             self._release_queued(results)
-        entry = self._dispatch.get(type(command))
-        if entry is None:
-            results.append(
-                CommandRejected(
-                    command=command.type_name, enterprise_id="", reason="unknown_command"
+        # The two hot commands check their own fields (reading each once) and are called
+        # directly: compiled (mypyc), native calls instead of the generic checker and a
+        # Python call through a bound method. None: a field of the wrong type.
+        kind = type(command)
+        out: list[Event] | None
+        if kind is _PLACE_ORDER:
+            out = self._place_checked(command, position)
+        elif kind is _CANCEL_ORDER:
+            out = self._cancel_checked(command, position)
+        else:
+            entry = self._dispatch.get(kind)
+            if entry is None:
+                results.append(
+                    CommandRejected(
+                        command=command.type_name, enterprise_id="", reason="unknown_command"
+                    )
                 )
-            )
-            return results
-        handler, well_typed = entry
-        if not well_typed(command):
+                return results
+            handler, well_typed = entry
+            out = handler(command, position) if well_typed(command) else None
+        if out is None:
             malformed = type_errors(command)
             # Intake validates types too; this guards the log itself, so that a command
             # written by anything else can never stop the engine (it would fail again on
@@ -292,14 +315,6 @@ class Engine:
                 )
             )
             return results
-        # The two hot commands are called directly: compiled (mypyc), a native call instead
-        # of a Python call through a bound method.
-        if type(command) is c.PlaceOrder:
-            out = self._place(command, position)
-        elif type(command) is c.CancelOrder:
-            out = self._cancel(command, position)
-        else:
-            out = handler(command, position)
         if results:
             results += out
             return results
@@ -409,24 +424,95 @@ class Engine:
     @staticmethod
     def _band(inst: Instrument, bps: int) -> tuple[int, int]:
         """(lowest, highest) admissible price: ±bps of the previous close, inward-rounded."""
-        key = (inst.previous_close, bps)
-        band = inst.bands.get(key)
-        if band is None:
-            close = inst.previous_close
-            band = inst.bands[key] = price_band(close, bps)
-            if len(inst.bands) > 8:  # keep only the current close's bands
-                inst.bands = {k: v for k, v in inst.bands.items() if k[0] == close}
-        return band
+        close = inst.previous_close
+        if close != inst.band_close or bps != inst.band_bps:
+            inst.band_lower, inst.band_upper = price_band(close, bps)
+            inst.band_close = close
+            inst.band_bps = bps
+        return inst.band_lower, inst.band_upper
 
     # ------------------------------------------------------------------ orders
 
+    def _place_checked(self, cmd: Any, position: int) -> list[Event] | None:
+        """A PlaceOrder from the log: each field read once and checked for its exact type
+        (the rule of :func:`events.base.type_errors`); None when one is not."""
+        client_order_id = cmd.client_order_id
+        enterprise_id = cmd.enterprise_id
+        instrument = cmd.instrument
+        side = cmd.side
+        order_type = cmd.order_type
+        quantity = cmd.quantity
+        price = cmd.price
+        time_in_force = cmd.time_in_force
+        post_only = cmd.post_only
+        expire_at = cmd.expire_at
+        if not (
+            type(client_order_id) is str
+            and type(enterprise_id) is str
+            and type(instrument) is str
+            and type(side) is str
+            and type(order_type) is str
+            and type(quantity) is int
+            and type(price) is int
+            and type(time_in_force) is str
+            and type(post_only) is bool
+            and type(expire_at) is int
+        ):
+            return None
+        return self._place_order(
+            cmd,
+            position,
+            client_order_id,
+            enterprise_id,
+            instrument,
+            side,
+            order_type,
+            quantity,
+            price,
+            time_in_force,
+            post_only,
+            expire_at,
+        )
+
     def _place(self, cmd: c.PlaceOrder, position: int) -> list[Event]:
+        """A well-typed PlaceOrder (a queued one: it was checked when it arrived)."""
+        return self._place_order(
+            cmd,
+            position,
+            cmd.client_order_id,
+            cmd.enterprise_id,
+            cmd.instrument,
+            cmd.side,
+            cmd.order_type,
+            cmd.quantity,
+            cmd.price,
+            cmd.time_in_force,
+            cmd.post_only,
+            cmd.expire_at,
+        )
+
+    def _place_order(
+        self,
+        cmd: c.PlaceOrder,
+        position: int,
+        client_order_id: str,
+        enterprise_id: str,
+        instrument: str,
+        side: str,
+        order_type: str,
+        quantity: int,
+        price: int,
+        time_in_force: str,
+        post_only: bool,
+        expire_at: int,
+    ) -> list[Event]:
+        """Place `cmd`, whose fields the caller read (each once: an attribute of an event
+        is a generic attribute lookup even in the compiled engine)."""
         # The hot path: every check below is the one _order_refusal describes, in the
         # same order (the first that fails names the reason), with each lookup done once.
-        inst = self.instruments.get(cmd.instrument)
+        inst = self.instruments.get(instrument)
         if inst is None:
             return [self._rejected(cmd, position, "unknown_instrument")]
-        enterprise_id = cmd.enterprise_id
         account = self.accounts.get(enterprise_id)
         if account is None:
             return [self._rejected(cmd, position, "unknown_enterprise")]
@@ -443,32 +529,28 @@ class Engine:
                 break
         else:
             return [self._closed(cmd, position)]
-        side = cmd.side
-        order_type = cmd.order_type
-        time_in_force = cmd.time_in_force
-        quantity = cmd.quantity
         if (
             quantity <= 0
             or side not in _SIDES
             or order_type not in _ORDER_TYPES
             or time_in_force not in _TIME_IN_FORCE
-            or (order_type == "limit" and cmd.price <= 0)
+            or (order_type == "limit" and price <= 0)
         ):
             # Intake refuses these with field errors; a command that reached the log
             # another way must still never be read as something it did not say.
             return [self._rejected(cmd, position, "invalid_order")]
-        if time_in_force == "gtd" and cmd.expire_at <= self.time:
+        if time_in_force == "gtd" and expire_at <= now:
             return [self._rejected(cmd, position, "invalid_expiry")]
 
         is_buy = side == "buy"
         lower, upper = self._band(inst, self._band_bps)
         market = order_type == "market"
-        limit = (upper if is_buy else lower) if market else cmd.price
+        limit = (upper if is_buy else lower) if market else price
         book = inst.book
 
         if not market and not lower <= limit <= upper:
             return [self._rejected(cmd, position, "outside_price_band")]
-        if cmd.post_only:
+        if post_only:
             best = book.best_ask() if is_buy else book.best_bid()
             if best is not None and (limit >= best if is_buy else limit <= best):
                 return [self._rejected(cmd, position, "post_only_would_trade")]
@@ -487,7 +569,7 @@ class Engine:
         symbol = inst.symbol
         order = Order(
             position,
-            cmd.client_order_id,
+            client_order_id,
             enterprise_id,
             symbol,
             is_buy,
@@ -495,9 +577,9 @@ class Engine:
             limit,
             quantity,
             time_in_force,
-            cmd.expire_at,
+            expire_at,
         )
-        order.post_only = cmd.post_only
+        order.post_only = post_only
         if is_buy:
             limit_qty = account.position_limit
             if limit_qty and account.holdings() + account.open_buy + quantity > limit_qty:
@@ -528,7 +610,7 @@ class Engine:
         results: list[Event] = [
             _order_accepted(
                 order_id=position,
-                client_order_id=cmd.client_order_id,
+                client_order_id=client_order_id,
                 enterprise_id=enterprise_id,
                 instrument=symbol,
                 side=side,
@@ -536,8 +618,8 @@ class Engine:
                 price=limit,
                 quantity=quantity,
                 time_in_force=time_in_force,
-                post_only=cmd.post_only,
-                expire_at=cmd.expire_at,
+                post_only=post_only,
+                expire_at=expire_at,
                 held_cash=order.held_cash,
                 held_credits=0 if is_buy else quantity,
             )
@@ -848,13 +930,25 @@ class Engine:
             )
         return order
 
+    def _cancel_checked(self, cmd: Any, position: int) -> list[Event] | None:
+        """A CancelOrder from the log, its fields read once and type-checked as in
+        :meth:`_place_checked`; None when one is not of its type."""
+        order_id = cmd.order_id
+        enterprise_id = cmd.enterprise_id
+        if type(order_id) is not int or type(enterprise_id) is not str:
+            return None
+        return self._cancel_order(order_id, enterprise_id)
+
     def _cancel(self, cmd: c.CancelOrder, position: int) -> list[Event]:
-        if self.queued and cmd.order_id in self.queued:
-            refused = self._queued_refusal(cmd.order_id, cmd.enterprise_id, "CancelOrder")
+        return self._cancel_order(cmd.order_id, cmd.enterprise_id)
+
+    def _cancel_order(self, order_id: int, enterprise_id: str) -> list[Event]:
+        if self.queued and order_id in self.queued:
+            refused = self._queued_refusal(order_id, enterprise_id, "CancelOrder")
             if refused is not None and refused.reason == "not_owner":
                 return [refused]
-            return [self._unqueue(cmd.order_id, cmd.enterprise_id, "requested")]
-        order = self._own_open_order(cmd.order_id, cmd.enterprise_id, "CancelOrder")
+            return [self._unqueue(order_id, enterprise_id, "requested")]
+        order = self._own_open_order(order_id, enterprise_id, "CancelOrder")
         if isinstance(order, CommandRejected):
             return [order]
         self._take_off_book(order)
