@@ -143,6 +143,17 @@ class Account:
         serials.add(self.credits.setdefault(instrument, []), ranges)
         self.credit_qty[instrument] = self.credit_qty.get(instrument, 0) + quantity
 
+    def take_ranges(self, instrument: str, quantity: int) -> serials.Ranges:
+        """:meth:`take_credits` as ranges to keep (an order's hold): see serials.take_ranges."""
+        self.credit_qty[instrument] -= quantity
+        return serials.take_ranges(self.credits[instrument], quantity)
+
+    def give_ranges(self, instrument: str, ranges: serials.Ranges, quantity: int) -> None:
+        """:meth:`give_credits` of ranges this account may keep (an order's released hold,
+        which no longer refers to them): see serials.add_ranges."""
+        serials.add_ranges(self.credits.setdefault(instrument, []), ranges)
+        self.credit_qty[instrument] = self.credit_qty.get(instrument, 0) + quantity
+
 
 class Instrument:
     """A listed instrument: its terms, book, serial counter and the day's prices."""
@@ -603,7 +614,7 @@ class Engine:
             if sellable < quantity:
                 reason = "insufficient_credits" if available < quantity else "resale_same_day"
                 return [self._rejected(cmd, position, reason)]
-            order.credits = [list(r) for r in account.take_credits(symbol, quantity)]
+            order.credits = account.take_ranges(symbol, quantity)
             held = account.credits_held
             held[symbol] = held.get(symbol, 0) + quantity
 
@@ -825,12 +836,15 @@ class Engine:
         buyer.open_buy -= quantity
 
         sell.remaining -= quantity
-        moved = serials.take(sell.credits, quantity)
+        # The sell order's ranges move to the buyer as they are (serials.take_ranges); the
+        # event gets its copy first, as adding may merge them into the buyer's.
+        moved = serials.take_ranges(sell.credits, quantity)
+        traded = serials.as_tuples(moved)
         seller.credits_held[symbol] -= quantity
         ranges = buyer.credits.get(symbol)
         if ranges is None:
             ranges = buyer.credits[symbol] = []
-        serials.add(ranges, moved)
+        serials.add_ranges(ranges, moved)
         qty = buyer.credit_qty
         qty[symbol] = qty.get(symbol, 0) + quantity
         if self._resale_next_day:
@@ -864,7 +878,7 @@ class Engine:
             buyer_fee=fee,
             seller_fee=fee,
             buyer_released=released,
-            serials=tuple(moved),
+            serials=traded,
         )
 
     def _release(self, order: Order) -> tuple[int, int]:
@@ -879,7 +893,7 @@ class Engine:
             order.held_cash = 0
         else:
             credits = order.remaining
-            account.give_credits(order.instrument, order.credits, credits)
+            account.give_ranges(order.instrument, order.credits, credits)
             account.credits_held[order.instrument] -= credits
             order.credits = []
         return cash, credits
