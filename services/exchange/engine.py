@@ -46,7 +46,7 @@ from events.accounts import (
     EnterpriseStatusChanged,
     PositionLimitSet,
 )
-from events.base import Event, checker, constructor, type_errors
+from events.base import Event, checker, constructor, positional, type_errors
 from events.exchange import (
     OrderAccepted,
     OrderCancelled,
@@ -72,12 +72,24 @@ __all__ = ["Account", "Engine", "Instrument", "canonical_state", "hash_state"]
 
 # The hot path's events, built without ``type.__call__`` (see events.base.constructor).
 # Final, here and below: compiled (mypyc), a Final global is a C static, not a dict lookup.
-_order_accepted: Final = constructor(OrderAccepted)
 _order_rejected: Final = constructor(OrderRejected)
-_order_cancelled: Final = constructor(OrderCancelled)
 _order_expired: Final = constructor(OrderExpired)
-_trade_executed: Final = constructor(TradeExecuted)
 _command_rejected: Final = constructor(CommandRejected)
+# The three made for nearly every command take their fields positionally, in field order
+# (events.base.positional: no keyword matching); each maker's type lists the fields'
+# types in that order, and every call names its fields in comments.
+_order_accepted: Final[
+    Callable[[int, str, str, str, str, str, int, int, str, bool, int, int, int], OrderAccepted]
+] = positional(OrderAccepted)
+_trade_executed: Final[
+    Callable[
+        [int, str, int, int, int, int, str, str, str, int, int, int, tuple[tuple[int, int], ...]],
+        TradeExecuted,
+    ]
+] = positional(TradeExecuted)
+_order_cancelled: Final[Callable[[int, str, int, int, int, str], OrderCancelled]] = positional(
+    OrderCancelled
+)
 # The hot commands' classes, compared by identity in Engine.apply.
 _PLACE_ORDER: Final = c.PlaceOrder
 _CANCEL_ORDER: Final = c.CancelOrder
@@ -95,6 +107,17 @@ _TIME_IN_FORCE: Final = frozenset(("day", "gtc", "gtd", "ioc", "fok"))
 #: What may wait for the next session: limit orders meant to rest (an IOC, FOK or market
 #: order is about the book as it is now, which a closed market does not have).
 _QUEUEABLE: Final = frozenset(("day", "gtc", "gtd"))
+
+
+def _head(level: dict[int, Order]) -> Order:
+    """The first order of a price level (never empty) in time priority.
+
+    Compiled, a native loop over the dict; ``next(iter(level.values()))`` would look
+    up ``next`` by name and call it through Python on every fill.
+    """
+    for order in level.values():
+        return order
+    raise AssertionError("empty price level")
 
 
 class Account:
@@ -620,19 +643,19 @@ class Engine:
 
         results: list[Event] = [
             _order_accepted(
-                order_id=position,
-                client_order_id=client_order_id,
-                enterprise_id=enterprise_id,
-                instrument=symbol,
-                side=side,
-                order_type=order_type,
-                price=limit,
-                quantity=quantity,
-                time_in_force=time_in_force,
-                post_only=post_only,
-                expire_at=expire_at,
-                held_cash=order.held_cash,
-                held_credits=0 if is_buy else quantity,
+                position,  # order_id
+                client_order_id,
+                enterprise_id,
+                symbol,  # instrument
+                side,
+                order_type,
+                limit,  # price
+                quantity,
+                time_in_force,
+                post_only,
+                expire_at,
+                order.held_cash,  # held_cash
+                0 if is_buy else quantity,  # held_credits
             )
         ]
         self._rest_or_finish(inst, order, results, side, market)
@@ -707,12 +730,12 @@ class Engine:
     def _unqueue(self, order_id: int, enterprise_id: str, reason: str) -> OrderCancelled:
         cmd = self.queued.pop(order_id)
         return _order_cancelled(
-            order_id=order_id,
-            enterprise_id=enterprise_id,
-            remaining_quantity=cmd.quantity,
-            released_cash=0,
-            released_credits=0,
-            reason=reason,
+            order_id,
+            enterprise_id,
+            cmd.quantity,  # remaining_quantity
+            0,  # released_cash
+            0,  # released_credits
+            reason,
         )
 
     def _queued_refusal(
@@ -775,24 +798,23 @@ class Engine:
         is_buy = taker.is_buy
         levels, prices = (book.asks, book.ask_prices) if is_buy else (book.bids, book.bid_prices)
         limit = taker.price
-        append = results.append
         while taker.remaining and prices:
             price = prices[0] if is_buy else prices[-1]
             if (price > limit) if is_buy else (price < limit):
                 return False
             level = levels[price]
-            maker = next(iter(level.values()))
+            maker = _head(level)
             if maker.enterprise_id == taker.enterprise_id:
                 if self._cancel_incoming:
                     return True
                 self._take_off_book(maker)
-                append(self._cancel_remainder(maker, "self_trade"))
+                results.append(self._cancel_remainder(maker, "self_trade"))
                 continue
             quantity = min(taker.remaining, maker.remaining)
             if is_buy:
-                append(self._settle(inst, taker, maker, price, quantity, aggressor))
+                results.append(self._settle(inst, taker, maker, price, quantity, aggressor))
             else:
-                append(self._settle(inst, maker, taker, price, quantity, aggressor))
+                results.append(self._settle(inst, maker, taker, price, quantity, aggressor))
             if maker.remaining == 0:
                 # Book.remove, inlined: the maker is the head of the best level.
                 del level[maker.id]
@@ -866,19 +888,19 @@ class Engine:
         trade_id = self.next_trade_id
         self.next_trade_id = trade_id + 1
         return _trade_executed(
-            trade_id=trade_id,
-            instrument=symbol,
-            price=price,
-            quantity=quantity,
-            buy_order_id=buy.id,
-            sell_order_id=sell.id,
-            buyer_id=buy.enterprise_id,
-            seller_id=sell.enterprise_id,
-            aggressor=aggressor,
-            buyer_fee=fee,
-            seller_fee=fee,
-            buyer_released=released,
-            serials=traded,
+            trade_id,
+            symbol,  # instrument
+            price,
+            quantity,
+            buy.id,  # buy_order_id
+            sell.id,  # sell_order_id
+            buy.enterprise_id,  # buyer_id
+            sell.enterprise_id,  # seller_id
+            aggressor,
+            fee,  # buyer_fee
+            fee,  # seller_fee
+            released,  # buyer_released
+            traded,  # serials
         )
 
     def _release(self, order: Order) -> tuple[int, int]:
@@ -901,12 +923,12 @@ class Engine:
     def _cancel_remainder(self, order: Order, reason: str) -> OrderCancelled:
         cash, credits = self._release(order)
         return _order_cancelled(
-            order_id=order.id,
-            enterprise_id=order.enterprise_id,
-            remaining_quantity=order.remaining,
-            released_cash=cash,
-            released_credits=credits,
-            reason=reason,
+            order.id,  # order_id
+            order.enterprise_id,  # enterprise_id
+            order.remaining,  # remaining_quantity
+            cash,  # released_cash
+            credits,  # released_credits
+            reason,
         )
 
     def _take_off_book(self, order: Order) -> None:
