@@ -310,10 +310,15 @@ class Engine:
         """
         if time > self.time:
             self.time = time
-        results: list[Event] = []
+        # What the passage of time and a session's opening decide comes first. Most
+        # commands have none: the list is made only when there is.
+        results: list[Event] | None = None
         if self.time >= self._wake_at:
+            results = []
             self._advance(results)
         if self.queued and self._continuous_open():
+            if results is None:
+                results = []
             self._release_queued(results)
         # The two hot commands check their own fields (reading each once) and are called
         # directly: compiled (mypyc), native calls instead of the generic checker and a
@@ -327,28 +332,27 @@ class Engine:
         else:
             entry = self._dispatch.get(kind)
             if entry is None:
-                results.append(
+                out = [
                     CommandRejected(
                         command=command.type_name, enterprise_id="", reason="unknown_command"
                     )
-                )
-                return results
-            handler, well_typed = entry
-            out = handler(command, position) if well_typed(command) else None
+                ]
+            else:
+                handler, well_typed = entry
+                out = handler(command, position) if well_typed(command) else None
         if out is None:
             malformed = type_errors(command)
             # Intake validates types too; this guards the log itself, so that a command
             # written by anything else can never stop the engine (it would fail again on
             # every restart).
-            results.append(
+            out = [
                 CommandRejected(
                     command=command.type_name,
                     enterprise_id=str(getattr(command, "enterprise_id", "")),
                     reason="malformed",
                     detail="; ".join(f"{name} {problem}" for name, problem in malformed),
                 )
-            )
-            return results
+            ]
         if results:
             results += out
             return results
