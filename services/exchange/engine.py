@@ -658,7 +658,7 @@ class Engine:
                 time_in_force,
                 post_only,
                 expire_at,
-                order.held_cash,  # held_cash
+                order.held_cash,
                 0 if is_buy else quantity,  # held_credits
             )
         ]
@@ -928,7 +928,7 @@ class Engine:
         cash, credits = self._release(order)
         return _order_cancelled(
             order.id,  # order_id
-            order.enterprise_id,  # enterprise_id
+            order.enterprise_id,
             order.remaining,  # remaining_quantity
             cash,  # released_cash
             credits,  # released_credits

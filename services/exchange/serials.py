@@ -85,8 +85,8 @@ def take_ranges(ranges: Ranges, quantity: int) -> Ranges:
 
 def as_tuples(ranges: Ranges) -> tuple[tuple[int, int], ...]:
     """`ranges` as events carry them: a tuple of (first, last) tuples."""
-    # tuple(r) copies each list's two int objects; typed Any, they are not unboxed and
-    # boxed again (new objects) by the compiled module.
+    # tuple(r) shares each list's two int objects; typed Any, the compiled module does
+    # not unbox them and box them again (as new objects).
     pairs: list[Any] = [tuple(r) for r in ranges]
     return tuple(pairs)
 
