@@ -46,7 +46,7 @@ from events.accounts import (
     EnterpriseStatusChanged,
     PositionLimitSet,
 )
-from events.base import Event, checker, constructor, type_errors
+from events.base import Event, checker, constructor, positional, type_errors
 from events.exchange import (
     OrderAccepted,
     OrderCancelled,
@@ -72,12 +72,27 @@ __all__ = ["Account", "Engine", "Instrument", "canonical_state", "hash_state"]
 
 # The hot path's events, built without ``type.__call__`` (see events.base.constructor).
 # Final, here and below: compiled (mypyc), a Final global is a C static, not a dict lookup.
-_order_accepted: Final = constructor(OrderAccepted)
 _order_rejected: Final = constructor(OrderRejected)
-_order_cancelled: Final = constructor(OrderCancelled)
 _order_expired: Final = constructor(OrderExpired)
-_trade_executed: Final = constructor(TradeExecuted)
 _command_rejected: Final = constructor(CommandRejected)
+# The three made for nearly every command take their fields positionally, in field order
+# (events.base.positional: no keyword matching); each maker's type lists the fields'
+# types in that order, and every call names its fields in comments.
+_order_accepted: Final[
+    Callable[[int, str, str, str, str, str, int, int, str, bool, int, int, int], OrderAccepted]
+] = positional(OrderAccepted)
+_trade_executed: Final[
+    Callable[
+        [int, str, int, int, int, int, str, str, str, int, int, int, tuple[tuple[int, int], ...]],
+        TradeExecuted,
+    ]
+] = positional(TradeExecuted)
+_order_cancelled: Final[Callable[[int, str, int, int, int, str], OrderCancelled]] = positional(
+    OrderCancelled
+)
+# The hot commands' classes, compared by identity in Engine.apply.
+_PLACE_ORDER: Final = c.PlaceOrder
+_CANCEL_ORDER: Final = c.CancelOrder
 
 ACTIVE: Final = "active"
 SUSPENDED: Final = "suspended"
@@ -92,6 +107,17 @@ _TIME_IN_FORCE: Final = frozenset(("day", "gtc", "gtd", "ioc", "fok"))
 #: What may wait for the next session: limit orders meant to rest (an IOC, FOK or market
 #: order is about the book as it is now, which a closed market does not have).
 _QUEUEABLE: Final = frozenset(("day", "gtc", "gtd"))
+
+
+def _head(level: dict[int, Order]) -> Order:
+    """The first order of a price level (never empty) in time priority.
+
+    Compiled, a native loop over the dict; ``next(iter(level.values()))`` would look
+    up ``next`` by name and call it through Python on every fill.
+    """
+    for order in level.values():
+        return order
+    raise AssertionError("empty price level")
 
 
 class Account:
@@ -140,12 +166,26 @@ class Account:
         serials.add(self.credits.setdefault(instrument, []), ranges)
         self.credit_qty[instrument] = self.credit_qty.get(instrument, 0) + quantity
 
+    def take_ranges(self, instrument: str, quantity: int) -> serials.Ranges:
+        """:meth:`take_credits` as ranges to keep (an order's hold): see serials.take_ranges."""
+        self.credit_qty[instrument] -= quantity
+        return serials.take_ranges(self.credits[instrument], quantity)
+
+    def give_ranges(self, instrument: str, ranges: serials.Ranges, quantity: int) -> None:
+        """:meth:`give_credits` of ranges this account may keep (an order's released hold,
+        which no longer refers to them): see serials.add_ranges."""
+        serials.add_ranges(self.credits.setdefault(instrument, []), ranges)
+        self.credit_qty[instrument] = self.credit_qty.get(instrument, 0) + quantity
+
 
 class Instrument:
     """A listed instrument: its terms, book, serial counter and the day's prices."""
 
     __slots__ = (
-        "bands",
+        "band_bps",
+        "band_close",
+        "band_lower",
+        "band_upper",
         "book",
         "day_high",
         "day_low",
@@ -168,7 +208,13 @@ class Instrument:
         self.previous_close = reference_price
         self.next_serial = 1
         self.book = Book()
-        self.bands: dict[tuple[int, int], tuple[int, int]] = {}  # (close, bps) -> band
+        # The band last asked for: (band_close, band_bps) -> (band_lower, band_upper). Every
+        # order asks for the continuous band of the same close, so one entry in native
+        # fields serves nearly all; no close is negative, so the first ask computes.
+        self.band_close = -1
+        self.band_bps = 0
+        self.band_lower = 0
+        self.band_upper = 0
         # [day, volume, notional] of each closed trading day with continuous trades, for
         # the penalty's 6-month average price; days older than HISTORY_DAYS are dropped
         # (before today or before a deadline still to enforce: Engine._history_floor).
@@ -264,42 +310,49 @@ class Engine:
         """
         if time > self.time:
             self.time = time
-        results: list[Event] = []
+        # What the passage of time and a session's opening decide comes first. Most
+        # commands have none: the list is made only when there is.
+        results: list[Event] | None = None
         if self.time >= self._wake_at:
+            results = []
             self._advance(results)
         if self.queued and self._continuous_open():
+            if results is None:
+                results = []
             self._release_queued(results)
-        entry = self._dispatch.get(type(command))
-        if entry is None:
-            results.append(
-                CommandRejected(
-                    command=command.type_name, enterprise_id="", reason="unknown_command"
-                )
-            )
-            return results
-        handler, well_typed = entry
-        if not well_typed(command):
+        # The two hot commands check their own fields (reading each once) and are called
+        # directly: compiled (mypyc), native calls instead of the generic checker and a
+        # Python call through a bound method. None: a field of the wrong type.
+        kind = type(command)
+        out: list[Event] | None
+        if kind is _PLACE_ORDER:
+            out = self._place_checked(command, position)
+        elif kind is _CANCEL_ORDER:
+            out = self._cancel_checked(command, position)
+        else:
+            entry = self._dispatch.get(kind)
+            if entry is None:
+                out = [
+                    CommandRejected(
+                        command=command.type_name, enterprise_id="", reason="unknown_command"
+                    )
+                ]
+            else:
+                handler, well_typed = entry
+                out = handler(command, position) if well_typed(command) else None
+        if out is None:
             malformed = type_errors(command)
             # Intake validates types too; this guards the log itself, so that a command
             # written by anything else can never stop the engine (it would fail again on
             # every restart).
-            results.append(
+            out = [
                 CommandRejected(
                     command=command.type_name,
                     enterprise_id=str(getattr(command, "enterprise_id", "")),
                     reason="malformed",
                     detail="; ".join(f"{name} {problem}" for name, problem in malformed),
                 )
-            )
-            return results
-        # The two hot commands are called directly: compiled (mypyc), a native call instead
-        # of a Python call through a bound method.
-        if type(command) is c.PlaceOrder:
-            out = self._place(command, position)
-        elif type(command) is c.CancelOrder:
-            out = self._cancel(command, position)
-        else:
-            out = handler(command, position)
+            ]
         if results:
             results += out
             return results
@@ -409,24 +462,95 @@ class Engine:
     @staticmethod
     def _band(inst: Instrument, bps: int) -> tuple[int, int]:
         """(lowest, highest) admissible price: ±bps of the previous close, inward-rounded."""
-        key = (inst.previous_close, bps)
-        band = inst.bands.get(key)
-        if band is None:
-            close = inst.previous_close
-            band = inst.bands[key] = price_band(close, bps)
-            if len(inst.bands) > 8:  # keep only the current close's bands
-                inst.bands = {k: v for k, v in inst.bands.items() if k[0] == close}
-        return band
+        close = inst.previous_close
+        if close != inst.band_close or bps != inst.band_bps:
+            inst.band_lower, inst.band_upper = price_band(close, bps)
+            inst.band_close = close
+            inst.band_bps = bps
+        return inst.band_lower, inst.band_upper
 
     # ------------------------------------------------------------------ orders
 
+    def _place_checked(self, cmd: Any, position: int) -> list[Event] | None:
+        """A PlaceOrder from the log: each field read once and checked for its exact type
+        (the rule of :func:`events.base.type_errors`); None when one is not."""
+        client_order_id = cmd.client_order_id
+        enterprise_id = cmd.enterprise_id
+        instrument = cmd.instrument
+        side = cmd.side
+        order_type = cmd.order_type
+        quantity = cmd.quantity
+        price = cmd.price
+        time_in_force = cmd.time_in_force
+        post_only = cmd.post_only
+        expire_at = cmd.expire_at
+        if not (
+            type(client_order_id) is str
+            and type(enterprise_id) is str
+            and type(instrument) is str
+            and type(side) is str
+            and type(order_type) is str
+            and type(quantity) is int
+            and type(price) is int
+            and type(time_in_force) is str
+            and type(post_only) is bool
+            and type(expire_at) is int
+        ):
+            return None
+        return self._place_order(
+            cmd,
+            position,
+            client_order_id,
+            enterprise_id,
+            instrument,
+            side,
+            order_type,
+            quantity,
+            price,
+            time_in_force,
+            post_only,
+            expire_at,
+        )
+
     def _place(self, cmd: c.PlaceOrder, position: int) -> list[Event]:
+        """A well-typed PlaceOrder (a queued one: it was checked when it arrived)."""
+        return self._place_order(
+            cmd,
+            position,
+            cmd.client_order_id,
+            cmd.enterprise_id,
+            cmd.instrument,
+            cmd.side,
+            cmd.order_type,
+            cmd.quantity,
+            cmd.price,
+            cmd.time_in_force,
+            cmd.post_only,
+            cmd.expire_at,
+        )
+
+    def _place_order(
+        self,
+        cmd: c.PlaceOrder,
+        position: int,
+        client_order_id: str,
+        enterprise_id: str,
+        instrument: str,
+        side: str,
+        order_type: str,
+        quantity: int,
+        price: int,
+        time_in_force: str,
+        post_only: bool,
+        expire_at: int,
+    ) -> list[Event]:
+        """Place `cmd`, whose fields the caller read (each once: an attribute of an event
+        is a generic attribute lookup even in the compiled engine)."""
         # The hot path: every check below is the one _order_refusal describes, in the
         # same order (the first that fails names the reason), with each lookup done once.
-        inst = self.instruments.get(cmd.instrument)
+        inst = self.instruments.get(instrument)
         if inst is None:
             return [self._rejected(cmd, position, "unknown_instrument")]
-        enterprise_id = cmd.enterprise_id
         account = self.accounts.get(enterprise_id)
         if account is None:
             return [self._rejected(cmd, position, "unknown_enterprise")]
@@ -443,32 +567,28 @@ class Engine:
                 break
         else:
             return [self._closed(cmd, position)]
-        side = cmd.side
-        order_type = cmd.order_type
-        time_in_force = cmd.time_in_force
-        quantity = cmd.quantity
         if (
             quantity <= 0
             or side not in _SIDES
             or order_type not in _ORDER_TYPES
             or time_in_force not in _TIME_IN_FORCE
-            or (order_type == "limit" and cmd.price <= 0)
+            or (order_type == "limit" and price <= 0)
         ):
             # Intake refuses these with field errors; a command that reached the log
             # another way must still never be read as something it did not say.
             return [self._rejected(cmd, position, "invalid_order")]
-        if time_in_force == "gtd" and cmd.expire_at <= self.time:
+        if time_in_force == "gtd" and expire_at <= now:
             return [self._rejected(cmd, position, "invalid_expiry")]
 
         is_buy = side == "buy"
         lower, upper = self._band(inst, self._band_bps)
         market = order_type == "market"
-        limit = (upper if is_buy else lower) if market else cmd.price
+        limit = (upper if is_buy else lower) if market else price
         book = inst.book
 
         if not market and not lower <= limit <= upper:
             return [self._rejected(cmd, position, "outside_price_band")]
-        if cmd.post_only:
+        if post_only:
             best = book.best_ask() if is_buy else book.best_bid()
             if best is not None and (limit >= best if is_buy else limit <= best):
                 return [self._rejected(cmd, position, "post_only_would_trade")]
@@ -487,7 +607,7 @@ class Engine:
         symbol = inst.symbol
         order = Order(
             position,
-            cmd.client_order_id,
+            client_order_id,
             enterprise_id,
             symbol,
             is_buy,
@@ -495,9 +615,9 @@ class Engine:
             limit,
             quantity,
             time_in_force,
-            cmd.expire_at,
+            expire_at,
         )
-        order.post_only = cmd.post_only
+        order.post_only = post_only
         if is_buy:
             limit_qty = account.position_limit
             if limit_qty and account.holdings() + account.open_buy + quantity > limit_qty:
@@ -521,25 +641,25 @@ class Engine:
             if sellable < quantity:
                 reason = "insufficient_credits" if available < quantity else "resale_same_day"
                 return [self._rejected(cmd, position, reason)]
-            order.credits = [list(r) for r in account.take_credits(symbol, quantity)]
+            order.credits = account.take_ranges(symbol, quantity)
             held = account.credits_held
             held[symbol] = held.get(symbol, 0) + quantity
 
         results: list[Event] = [
             _order_accepted(
-                order_id=position,
-                client_order_id=cmd.client_order_id,
-                enterprise_id=enterprise_id,
-                instrument=symbol,
-                side=side,
-                order_type=order_type,
-                price=limit,
-                quantity=quantity,
-                time_in_force=time_in_force,
-                post_only=cmd.post_only,
-                expire_at=cmd.expire_at,
-                held_cash=order.held_cash,
-                held_credits=0 if is_buy else quantity,
+                position,  # order_id
+                client_order_id,
+                enterprise_id,
+                symbol,  # instrument
+                side,
+                order_type,
+                limit,  # price
+                quantity,
+                time_in_force,
+                post_only,
+                expire_at,
+                order.held_cash,
+                0 if is_buy else quantity,  # held_credits
             )
         ]
         self._rest_or_finish(inst, order, results, side, market)
@@ -614,12 +734,12 @@ class Engine:
     def _unqueue(self, order_id: int, enterprise_id: str, reason: str) -> OrderCancelled:
         cmd = self.queued.pop(order_id)
         return _order_cancelled(
-            order_id=order_id,
-            enterprise_id=enterprise_id,
-            remaining_quantity=cmd.quantity,
-            released_cash=0,
-            released_credits=0,
-            reason=reason,
+            order_id,
+            enterprise_id,
+            cmd.quantity,  # remaining_quantity
+            0,  # released_cash
+            0,  # released_credits
+            reason,
         )
 
     def _queued_refusal(
@@ -682,24 +802,23 @@ class Engine:
         is_buy = taker.is_buy
         levels, prices = (book.asks, book.ask_prices) if is_buy else (book.bids, book.bid_prices)
         limit = taker.price
-        append = results.append
         while taker.remaining and prices:
             price = prices[0] if is_buy else prices[-1]
             if (price > limit) if is_buy else (price < limit):
                 return False
             level = levels[price]
-            maker = next(iter(level.values()))
+            maker = _head(level)
             if maker.enterprise_id == taker.enterprise_id:
                 if self._cancel_incoming:
                     return True
                 self._take_off_book(maker)
-                append(self._cancel_remainder(maker, "self_trade"))
+                results.append(self._cancel_remainder(maker, "self_trade"))
                 continue
             quantity = min(taker.remaining, maker.remaining)
             if is_buy:
-                append(self._settle(inst, taker, maker, price, quantity, aggressor))
+                results.append(self._settle(inst, taker, maker, price, quantity, aggressor))
             else:
-                append(self._settle(inst, maker, taker, price, quantity, aggressor))
+                results.append(self._settle(inst, maker, taker, price, quantity, aggressor))
             if maker.remaining == 0:
                 # Book.remove, inlined: the maker is the head of the best level.
                 del level[maker.id]
@@ -743,12 +862,15 @@ class Engine:
         buyer.open_buy -= quantity
 
         sell.remaining -= quantity
-        moved = serials.take(sell.credits, quantity)
+        # The sell order's ranges move to the buyer as they are (serials.take_ranges); the
+        # event gets its copy first, as adding may merge them into the buyer's.
+        moved = serials.take_ranges(sell.credits, quantity)
+        traded = serials.as_tuples(moved)
         seller.credits_held[symbol] -= quantity
         ranges = buyer.credits.get(symbol)
         if ranges is None:
             ranges = buyer.credits[symbol] = []
-        serials.add(ranges, moved)
+        serials.add_ranges(ranges, moved)
         qty = buyer.credit_qty
         qty[symbol] = qty.get(symbol, 0) + quantity
         if self._resale_next_day:
@@ -770,19 +892,19 @@ class Engine:
         trade_id = self.next_trade_id
         self.next_trade_id = trade_id + 1
         return _trade_executed(
-            trade_id=trade_id,
-            instrument=symbol,
-            price=price,
-            quantity=quantity,
-            buy_order_id=buy.id,
-            sell_order_id=sell.id,
-            buyer_id=buy.enterprise_id,
-            seller_id=sell.enterprise_id,
-            aggressor=aggressor,
-            buyer_fee=fee,
-            seller_fee=fee,
-            buyer_released=released,
-            serials=tuple(moved),
+            trade_id,
+            symbol,  # instrument
+            price,
+            quantity,
+            buy.id,  # buy_order_id
+            sell.id,  # sell_order_id
+            buy.enterprise_id,  # buyer_id
+            sell.enterprise_id,  # seller_id
+            aggressor,
+            fee,  # buyer_fee
+            fee,  # seller_fee
+            released,  # buyer_released
+            traded,  # serials
         )
 
     def _release(self, order: Order) -> tuple[int, int]:
@@ -797,7 +919,7 @@ class Engine:
             order.held_cash = 0
         else:
             credits = order.remaining
-            account.give_credits(order.instrument, order.credits, credits)
+            account.give_ranges(order.instrument, order.credits, credits)
             account.credits_held[order.instrument] -= credits
             order.credits = []
         return cash, credits
@@ -805,12 +927,12 @@ class Engine:
     def _cancel_remainder(self, order: Order, reason: str) -> OrderCancelled:
         cash, credits = self._release(order)
         return _order_cancelled(
-            order_id=order.id,
-            enterprise_id=order.enterprise_id,
-            remaining_quantity=order.remaining,
-            released_cash=cash,
-            released_credits=credits,
-            reason=reason,
+            order.id,  # order_id
+            order.enterprise_id,
+            order.remaining,  # remaining_quantity
+            cash,  # released_cash
+            credits,  # released_credits
+            reason,
         )
 
     def _take_off_book(self, order: Order) -> None:
@@ -848,13 +970,25 @@ class Engine:
             )
         return order
 
+    def _cancel_checked(self, cmd: Any, position: int) -> list[Event] | None:
+        """A CancelOrder from the log, its fields read once and type-checked as in
+        :meth:`_place_checked`; None when one is not of its type."""
+        order_id = cmd.order_id
+        enterprise_id = cmd.enterprise_id
+        if type(order_id) is not int or type(enterprise_id) is not str:
+            return None
+        return self._cancel_order(order_id, enterprise_id)
+
     def _cancel(self, cmd: c.CancelOrder, position: int) -> list[Event]:
-        if self.queued and cmd.order_id in self.queued:
-            refused = self._queued_refusal(cmd.order_id, cmd.enterprise_id, "CancelOrder")
+        return self._cancel_order(cmd.order_id, cmd.enterprise_id)
+
+    def _cancel_order(self, order_id: int, enterprise_id: str) -> list[Event]:
+        if self.queued and order_id in self.queued:
+            refused = self._queued_refusal(order_id, enterprise_id, "CancelOrder")
             if refused is not None and refused.reason == "not_owner":
                 return [refused]
-            return [self._unqueue(cmd.order_id, cmd.enterprise_id, "requested")]
-        order = self._own_open_order(cmd.order_id, cmd.enterprise_id, "CancelOrder")
+            return [self._unqueue(order_id, enterprise_id, "requested")]
+        order = self._own_open_order(order_id, enterprise_id, "CancelOrder")
         if isinstance(order, CommandRejected):
             return [order]
         self._take_off_book(order)
