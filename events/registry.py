@@ -116,9 +116,9 @@ class SetPeriodDeadline(Event):
     """Move a period's surrender deadline (µs), e.g. to extend it, as pilots do.
 
     Until the period is enforced, and only to a moment still to come: surrenders are
-    taken until the new deadline, and enforcement waits for it. A period is closed
-    before its deadline (a close at or after it is refused: its obligations could no
-    longer be met), so a late close needs the deadline moved first.
+    taken until the new deadline, and enforcement waits for it. This is how the
+    obligations of a period closed at or after its deadline (due at once) can still be
+    met.
     """
 
     period: str

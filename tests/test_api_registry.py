@@ -254,25 +254,20 @@ def test_a_surrender_after_the_deadline_is_a_conflict(live: Live) -> None:
     assert (h1["obligation_t"], h1["surrendered_t"], h1["outstanding_t"]) == (100, 0, 100)
 
 
-def test_a_late_close_needs_the_deadline_moved_first(live: Live) -> None:
-    """A period closed at or after its deadline would create obligations already due:
-    refused (409 ``past_deadline``) until the regulator moves the deadline
+def test_a_period_closed_late_is_met_once_its_deadline_moves(live: Live) -> None:
+    """A period closed after its deadline has obligations due at once (a surrender is
+    a 409 ``past_deadline``) until the regulator moves the deadline
     (``PUT /v1/periods/{period}/deadline``); then surrenders count until the new one."""
-    # given: 2025H1's deadline (2025-07-01) passed before the clock (2025-11-25)
+    # given: 2025H1's deadline (2025-07-01) passed before the clock (2025-11-25), and
+    # the regulator closes it anyway: E-DEMO-1 owes 100 t, due already
     demo, regulator = "E-DEMO-1", live.headers("regulator")
     _owing_100_t(live, demo, "2025H1", "2025-07-01T00:00:00+08:00")
-    # when: the regulator closes it
-    late = live.client.post("/v1/periods/2025H1/close", headers=regulator)
-    # then: refused, and the period stays open
-    assert late.status_code == 409, late.text
-    assert late.json()["reason"] == "past_deadline"
-    status = {
-        p["period"]: p["status"]
-        for p in _ok(live.client.get("/v1/periods", headers=regulator))["periods"]
-    }
-    assert status["2025H1"] == "open"
-    # A deadline in the past, on a period that does not exist, or from another role:
-    # refused, nothing moves.
+    _post(live, "regulator", "/v1/periods/2025H1/close")
+    surrender = {"enterprise_id": demo, "period": "2025H1", "instrument": "HCC-2025",
+                 "quantity": 100}  # fmt: skip
+    late = live.client.post("/v1/surrenders", headers=live.headers("trader1"), json=surrender)
+    assert late.status_code == 409 and late.json()["reason"] == "past_deadline", late.text
+    # A deadline in the past, on a period that does not exist, or none at all: refused.
     path = "/v1/periods/2025H1/deadline"
     past = live.client.put(path, headers=regulator, json={"deadline": "2025-11-01T00:00:00"})
     assert past.status_code == 422 and past.json()["reason"] == "invalid_deadline", past.text
@@ -283,15 +278,12 @@ def test_a_late_close_needs_the_deadline_moved_first(live: Live) -> None:
     assert missing.status_code == 422 and missing.json()["errors"][0]["field"] == "deadline"
     # when: the regulator extends the deadline to 2025-12-31 (no offset: Shanghai time)
     moved = _ok(live.client.put(path, headers=regulator, json={"deadline": "2025-12-31T00:00:00"}))
-    # then: the period shows it, the close goes through, and a surrender counts
+    # then: the period shows it, and the surrender counts
     new_deadline = int(datetime.fromisoformat("2025-12-31T00:00:00+08:00").timestamp()) * 10**6
     assert moved["deadline"] == new_deadline
     (h1,) = [p for p in _ok(live.client.get("/v1/periods", headers=regulator))["periods"]
              if p["period"] == "2025H1"]  # fmt: skip
-    assert (h1["deadline"], h1["status"]) == (new_deadline, "open")
-    _post(live, "regulator", "/v1/periods/2025H1/close")
-    surrender = {"enterprise_id": demo, "period": "2025H1", "instrument": "HCC-2025",
-                 "quantity": 100}  # fmt: skip
+    assert (h1["deadline"], h1["status"]) == (new_deadline, "closed")
     _post(live, "trader1", "/v1/surrenders", surrender, 201)
     compliance = f"/v1/enterprises/{demo}/compliance"
     (h1,) = [p for p in _ok(live.client.get(compliance, headers=regulator))["periods"]

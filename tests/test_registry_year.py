@@ -913,8 +913,8 @@ def test_a_pending_enterprise_cannot_report_and_is_not_closed() -> None:
 def test_close_refuses_without_an_instrument_of_the_periods_vintage() -> None:
     zone = started()
     zone.on("2026-02-01")
-    zone.ok(r.OpenPeriod(period="2026", instrument=HCC))  # vintage 2025: wrong
-    zone.ok(r.OpenPeriod(period="2027"))  # HCC-2027, not listed
+    zone.ok(r.OpenPeriod(period="2026", deadline=1, instrument=HCC))  # vintage 2025: wrong
+    zone.ok(r.OpenPeriod(period="2027", deadline=1))  # HCC-2027, not listed
     for period in ("2026", "2027"):
         zone.ok(
             r.SubmitReport(
@@ -1182,37 +1182,38 @@ def test_surrenders_are_refused_from_the_deadline_on() -> None:
     assert zone.engine.registry.enterprises["S1"].shortfall_periods == ["2025"]
 
 
-def test_a_close_at_or_after_the_deadline_is_refused_until_the_deadline_moves() -> None:
-    """A close on or after the deadline would create obligations already due (no
-    surrender accepted, every deficit penalised in full): refused, with the state
-    unchanged, until the regulator moves the deadline (SetPeriodDeadline)."""
+def test_a_period_closed_late_can_be_met_once_its_deadline_moves() -> None:
+    """A period closed at or after its deadline has obligations due at once: no
+    surrender counts until the regulator moves the deadline (SetPeriodDeadline), which
+    is then how they can still be met. (The close itself is accepted, as it always
+    was: journals that hold one must re-execute to what they say.)"""
     # given: S1's 100 t deficit for 2025, still open at its deadline (2027-01-01 00:00)
     zone = verified_deficit("1000", credits=100)
     deadline = at(date(2027, 1, 1), "00:00")
     zone.on("2027-01-01", "00:00")
     # when: the regulator closes it now
-    refusal = zone.refused(r.ClosePeriod(period="2025"), "past_deadline")
-    # then: refused, naming the deadline; bad moves of the deadline are refused too
-    assert refusal.detail == f"the deadline was {deadline}: move it (SetPeriodDeadline) to close"
+    (obligation,) = zone.of(r.ObligationCreated, zone.ok(r.ClosePeriod(period="2025")))
+    # then: the obligation is due already, and a surrender is refused
+    assert (obligation.quantity, obligation.deadline) == (100, deadline)
+    surrender = c.SurrenderCredits(enterprise_id="S1", instrument=HCC, quantity=60, period="2025")
+    zone.refused(surrender, "past_deadline")
+    # bad moves of the deadline are refused and change nothing
     zone.refused(r.SetPeriodDeadline(period="2025", deadline=zone.time), "invalid_deadline")
     zone.refused(r.SetPeriodDeadline(period="2099", deadline=deadline * 2), "unknown_period")
     assert validate(r.SetPeriodDeadline(period="2025", deadline=0)) == [
         FieldError("deadline", "must be µs since the epoch")
     ]
-    # when: the deadline moves to 31 March 2027, and the period closes
+    # when: the deadline moves to 31 March 2027
     extended = at(date(2027, 3, 31), "00:00")
     out = zone.ok(r.SetPeriodDeadline(period="2025", deadline=extended))
     assert out == [r.PeriodDeadlineSet(period="2025", deadline=extended, previous=deadline)]
-    (obligation,) = zone.of(r.ObligationCreated, zone.ok(r.ClosePeriod(period="2025")))
-    # then: the obligation is due at the new deadline and surrenders count until then
-    assert (obligation.quantity, obligation.deadline) == (100, extended)
+    # then: surrenders count until the new deadline, and the rest is a shortfall there
     zone.on("2027-03-30")
-    zone.ok(c.SurrenderCredits(enterprise_id="S1", instrument=HCC, quantity=60, period="2025"))
+    zone.ok(surrender)
     zone.on("2027-03-31", "00:00")
     late = c.SurrenderCredits(enterprise_id="S1", instrument=HCC, quantity=40, period="2025")
     zone.refused(late, "past_deadline")
-    out = zone.ok(r.EnforcePeriod(period="2025"))
-    (shortfall,) = zone.of(r.ShortfallRecorded, out)
+    (shortfall,) = zone.of(r.ShortfallRecorded, zone.ok(r.EnforcePeriod(period="2025")))
     assert shortfall.shortfall == 40
     # and an enforced period's deadline is history
     zone.refused(

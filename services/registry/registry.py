@@ -306,7 +306,12 @@ class Registry:
 
     def _set_deadline(self, cmd: r.SetPeriodDeadline, time: int, port: ExchangePort) -> list[Event]:
         """Move the surrender deadline of a period not enforced yet, to a moment still
-        to come: a deadline in the past would take surrenders away retroactively."""
+        to come: a deadline in the past would take surrenders away retroactively.
+
+        A period closed late (at or after its deadline) has obligations due at once:
+        no surrender is accepted for them until the deadline moves. Refusing such a
+        close instead would change what journals already written re-execute to (a
+        replay must reproduce them bit for bit), so the remedy is this command."""
         period = self._period(cmd.period)
         if period.status == "enforced":
             raise Refused("period_enforced", f"period {cmd.period} is enforced")
@@ -445,13 +450,6 @@ class Registry:
 
     def _close(self, cmd: r.ClosePeriod, time: int, port: ExchangePort) -> list[Event]:
         period = self._period(cmd.period, status="open")
-        if time >= period.deadline:
-            # Its obligations would be due already: no surrender could meet them, and
-            # enforcement would penalise every deficit in full.
-            raise Refused(
-                "past_deadline",
-                f"the deadline was {period.deadline}: move it (SetPeriodDeadline) to close",
-            )
         missing: list[str] = []
         unallocated: list[str] = []
         computed: list[tuple[Enterprise, r.QuotaComputed]] = []

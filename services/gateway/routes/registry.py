@@ -414,8 +414,8 @@ async def set_period_deadline(
     period: Period, body: DeadlineIn, request: Request, caller: Caller, ctx: Ctx
 ) -> Response:
     """Move the period's surrender deadline (regulator), e.g. to extend it: until the
-    period is enforced, to a moment still to come. A period closes before its deadline
-    (a close at or after it is refused, `past_deadline`), so a late close moves it first."""
+    period is enforced, to a moment still to come. A period closed at or after its
+    deadline has obligations due at once; moving the deadline lets them be met."""
     caller.require("regulator")
     deadline = _micros(body.deadline)
     return await submit_command(
@@ -428,8 +428,9 @@ async def set_period_deadline(
 @router.post("/v1/periods/{period}/close", responses=ERRORS)
 async def close_period(period: Period, request: Request, caller: Caller, ctx: Ctx) -> Response:
     """Close the period: surplus credits issued (a serial block each), obligations
-    created; enterprises without a verified report are listed. Closing twice is refused,
-    and so is a close at or after the deadline (`past_deadline`: move the deadline first)."""
+    created; enterprises without a verified report are listed. Closing twice is refused.
+    Closed at or after its deadline, its obligations are due at once (no surrender is
+    accepted until `PUT /v1/periods/{period}/deadline` moves the deadline)."""
     caller.require("regulator")
     return await submit_command(
         request, caller, ctx, {"period": period}, r.ClosePeriod(period=period),
