@@ -305,7 +305,10 @@ class SQLiteDatabase:
         self._timeout = timeout
         self._gate = gate if gate is not None else WriteGate(None, timeout)
         self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        # Every connection opened, by the thread it belongs to, so that close() closes
+        # them all and a thread's connection is closed once that thread has ended (the
+        # HTTP gateway's worker threads come and go: each new one opens a connection).
+        self._all: dict[threading.Thread, sqlite3.Connection] = {}
         self._lock = threading.Lock()
 
     def _connection(self) -> sqlite3.Connection:
@@ -319,7 +322,6 @@ class SQLiteDatabase:
                 check_same_thread=False,
             )
             conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
-            conn.execute("PRAGMA cache_size = -65536")
             if not self._uri:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")
@@ -327,7 +329,12 @@ class SQLiteDatabase:
                     conn.execute(NO_AUTOCHECKPOINT)
             self._local.conn = conn
             with self._lock:
-                self._all.append(conn)
+                for thread, other in list(self._all.items()):
+                    if not thread.is_alive():
+                        del self._all[thread]
+                        with contextlib.suppress(sqlite3.Error):
+                            other.close()
+                self._all[threading.current_thread()] = conn
         return conn
 
     def plan(self) -> WritePlan:
@@ -397,7 +404,7 @@ class SQLiteDatabase:
 
     def close(self) -> None:
         with self._lock:
-            for conn in self._all:
+            for conn in self._all.values():
                 with contextlib.suppress(sqlite3.Error):
                     conn.close()
             self._all.clear()

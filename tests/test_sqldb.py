@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -133,3 +134,34 @@ def test_a_snapshot_sees_one_state_while_another_connection_commits(store_url: s
         with pytest.raises(Exception, match=r"(?i)read.only|readonly"), db.snapshot() as reader:
             reader.query("INSERT INTO t_one VALUES (3)")
         assert db.query("SELECT COUNT(*) FROM t_one") == [(2,)]
+
+
+def test_an_ended_threads_sqlite_connection_is_closed_when_another_thread_connects(
+    tmp_path: Path,
+) -> None:
+    """The gateway reads from worker threads that come and go; each opened a connection
+    of its own that stayed open (with its page cache) until the store closed."""
+    import sqlite3
+
+    from infra.sqldb import SQLiteDatabase
+
+    db = SQLiteDatabase(str(tmp_path / "threads.db"), uri=False, timeout=5)
+    opened: list[sqlite3.Connection] = []
+
+    def reader() -> None:
+        assert db.query("SELECT 1") == [(1,)]
+        opened.append(db._connection())
+
+    first = threading.Thread(target=reader)
+    first.start()
+    first.join()
+    assert opened[0].execute("SELECT 2").fetchone() == (2,)  # still open: nobody came yet
+    second = threading.Thread(target=reader)
+    second.start()
+    second.join()
+    with pytest.raises(sqlite3.ProgrammingError):
+        opened[0].execute("SELECT 2")  # the ended thread's connection is closed
+    assert opened[1].execute("SELECT 2").fetchone() == (2,)
+    db.close()
+    with pytest.raises(sqlite3.ProgrammingError):
+        opened[1].execute("SELECT 2")
