@@ -129,10 +129,11 @@ def _engine_calendar(store: Any, asked: str | None) -> str:
 @calendar_option
 @click.option(
     "--batch",
-    default=BATCH,
-    show_default=True,
+    type=int,
+    default=None,
     help="Commands per journal transaction, at most (a backlog's; under light load a "
-    "batch is what has arrived).",
+    f"batch is what has arrived). Default: {BATCH['postgresql']:,} on PostgreSQL, "
+    f"{BATCH['sqlite']:,} on SQLite.",
 )
 @click.option(
     "--snapshot-every", default=50_000, show_default=True, help="Commands between snapshots."
@@ -160,7 +161,7 @@ def _engine_calendar(store: Any, asked: str | None) -> str:
 def engine(
     db_url: str,
     calendar: str | None,
-    batch: int,
+    batch: int | None,
     snapshot_every: int,
     tick: float,
     kafka: str | None,

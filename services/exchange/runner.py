@@ -52,12 +52,14 @@ log = logging.getLogger("carbonx.engine")
 
 #: The tracking name under which the engine records the intake position it consumed.
 ENGINE_READER = "engine"
-#: Commands per journal transaction, at most: a batch is what has arrived, so under a
-#: light load batches stay small and this bounds only a backlog. On PostgreSQL larger
-#: batches cost less per command (fewer reads, commits and COPYs): end to end, engine
-#: apart, 5,000 gave 46-49k orders/s and 14 µs of server CPU an order, 20,000 gave
-#: 51-57k and 11-12 µs; on SQLite it made no difference (~63k either way).
-BATCH = 20_000
+#: Commands per journal transaction, at most, by backend: a batch is what has arrived,
+#: so under a light load batches stay small and this bounds only a backlog. On
+#: PostgreSQL larger batches cost less per command (fewer reads, commits and COPYs):
+#: end to end, engine apart, 5,000 gave 46-49k orders/s and 14 µs of server CPU an
+#: order, 20,000 gave 51-57k and 11-12 µs. On SQLite it made no difference (~63k either
+#: way), and a batch's transaction holds the file's one write lock that the gateway's
+#: intake appends and the projector wait for: 5,000 keeps that wait short.
+BATCH = {"postgresql": 20_000, "sqlite": 5_000}
 
 
 class ReplayMismatch(RuntimeError):
@@ -118,12 +120,12 @@ class EngineRunner:
         store: Store,
         config: EngineConfig | None = None,
         *,
-        batch: int = BATCH,
+        batch: int | None = None,
         snapshot_every: int = 50_000,
     ) -> None:
         self.store = store
         self.config = config or EngineConfig()
-        self.batch = batch
+        self.batch = batch or BATCH.get(store.backend, BATCH["postgresql"])
         self.snapshot_every = snapshot_every
         self.engine = Engine(self.config)
         self.position = 0  # last intake position applied to self.engine
