@@ -11,11 +11,12 @@ never see half a command: an order on the book that its own fills already took o
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from events.codec import decode
 from infra.recorders import Row
@@ -206,16 +207,17 @@ class Projector:
             self._record(writes, [projection.name for projection in touched], last)
             if postgres:
                 writes.execute(f"NOTIFY {PROJECTIONS_CHANNEL}")
-            if postgres and writes.pipelinable():
-                # The whole transaction in one round trip (a live batch's were ~8, each
-                # a wake-up of this process and of its server backend).
-                try:
-                    with self.db.pipelined() as cursor:
-                        writes.replay(cursor)
-                except Exception as error:
-                    if getattr(error, "sqlstate", None) == MOVED_SQLSTATE:
-                        raise ProjectionMoved(str(error).splitlines()[0]) from error
-                    raise
+            if postgres:
+                # The plan checks the positions itself (rm_check_positions, first).
+                # The whole transaction in one round trip where it can be (a live
+                # batch's were ~8, each a wake-up of this process and of its server
+                # backend); a rebuild-sized one goes statement by statement, by COPY.
+                pipelined = writes.pipelinable()
+                with (
+                    _moved_as_refusal(),
+                    self.db.pipelined() if pipelined else self.db.transaction() as cursor,
+                ):
+                    writes.replay(cursor)
             else:
                 with self.db.transaction() as cursor:
                     self._check_positions(cursor, touched)
@@ -362,6 +364,17 @@ class Projector:
                 stop.wait(0.5)
                 continue
             self.store.wait_for_change(seen, idle, "journal")
+
+
+@contextlib.contextmanager
+def _moved_as_refusal() -> Iterator[None]:
+    """rm_check_positions' refusal (SQLSTATE :data:`MOVED_SQLSTATE`) as ProjectionMoved."""
+    try:
+        yield
+    except Exception as error:
+        if getattr(error, "sqlstate", None) == MOVED_SQLSTATE:
+            raise ProjectionMoved(str(error).splitlines()[0]) from error
+        raise
 
 
 def _whole_commands(rows: list[Row], full: bool) -> list[Row]:

@@ -15,6 +15,7 @@ from tests.test_projections import _checksums, _history
 def test_rebuild_in_worker_processes_equals_a_rebuild_in_one(store_url: str) -> None:
     with open_store(store_url) as store:
         _history(store)
+        _history(store)  # twice: more ledger rows than one pipeline takes
         head = store.journal.head()[0]
         live = Projector(store, all_projections(), batch=250)
         live.catch_up()
@@ -71,4 +72,34 @@ def test_a_second_projector_cannot_commit_over_the_first(store_url: str) -> None
                 break
         assert refused > 3
         assert set(tracking_positions(store.sql).values()) == {store.journal.head()[0]}
+        assert _checksums(store) == expected
+
+
+def test_a_rebuild_sized_batch_of_a_second_projector_is_refused_too(store_url: str) -> None:
+    """The same refusal for a batch too large for one pipeline (on PostgreSQL it goes
+    statement by statement, with COPY): the position check is still the first thing in
+    its transaction, and a loser's batch leaves nothing behind."""
+    with open_store(store_url) as store:
+        _history(store)
+        _history(store)  # twice: more ledger rows than one pipeline takes
+        head = store.journal.head()[0]
+        clean = Projector(store, all_projections(), batch=300)
+        clean.catch_up()
+        expected = _checksums(store)
+        assert clean.step() == 0
+        assert len(store.sql.query("SELECT 1 FROM rm_ledger")) > 10_000  # COPY-sized
+        with store.sql.transaction() as cursor:
+            for projection in all_projections():
+                for table in projection.tables:
+                    cursor.execute(f"DELETE FROM {table.name}")
+            cursor.execute("DELETE FROM rm_tracking")
+        # A page with room to spare: a full one would leave its last command for later.
+        first = Projector(store, all_projections(), batch=head + 1)
+        second = Projector(store, all_projections(), batch=head + 1)
+        assert first.step() == head  # the whole journal, one transaction
+        with pytest.raises(ProjectionMoved):
+            second.step()
+        assert second.positions == first.positions
+        assert second.step() == 0
+        assert set(tracking_positions(store.sql).values()) == {head}
         assert _checksums(store) == expected
