@@ -231,3 +231,85 @@ def test_the_suite_runs_the_compiled_engine_where_the_build_promised_one() -> No
     if os.environ.get("CARBONX_EXPECT_NATIVE") != "1":
         pytest.skip("no compiled engine was promised (run through `make test` to check)")
     assert native.is_compiled(), native.implementation()
+
+
+# ---------------------------------------------------------------------------- own checks
+
+
+def _wrong(value: object) -> list[object]:
+    """Values of another type than `value`'s, as a command written behind the intake's
+    back could carry (exact types: a bool is not an int)."""
+    if type(value) is bool:
+        return [1, "true"]
+    if type(value) is int:
+        return ["1", True, None]
+    return [1, None, b"x"]
+
+
+@pytest.mark.parametrize("engine_class", [Engine, PureEngine], ids=["imported", "pure"])
+@pytest.mark.parametrize(
+    "good",
+    [
+        c.PlaceOrder(client_order_id="c1", enterprise_id="E1", instrument="HCC-2025",
+                     side="buy", order_type="limit", quantity=10, price=6_000,
+                     time_in_force="gtd", post_only=True, expire_at=START + 10**9),
+        c.CancelOrder(order_id=7, enterprise_id="E1"),
+    ],
+    ids=["PlaceOrder", "CancelOrder"],
+)  # fmt: skip
+def test_the_hot_commands_own_type_checks_refuse_every_field_as_the_generic_one_does(
+    engine_class: type[Engine], good: Event
+) -> None:
+    """PlaceOrder and CancelOrder check their own fields in the engine (not through the
+    generated checker): every field, whichever it is (a field added later included),
+    with a value of another type is refused as ``malformed``, naming the field as
+    ``events.base.type_errors`` does, and changes nothing."""
+    import dataclasses
+
+    from events.accounts import CommandRejected
+    from events.base import type_errors
+
+    engine = engine_class(EngineConfig(calendar=ALWAYS))
+    engine.apply(1, START, c.OpenAccount(enterprise_id="E1"))
+    before = engine.state_hash()
+    for field in dataclasses.fields(good):  # type: ignore[arg-type]
+        for value in _wrong(getattr(good, field.name)):
+            bad = dataclasses.replace(good, **{field.name: value})  # type: ignore[type-var]
+            (out,) = engine.apply(2, START, bad)
+            expected = "; ".join(f"{name} {problem}" for name, problem in type_errors(bad))
+            assert isinstance(out, CommandRejected), (field.name, value, out)
+            assert (out.reason, out.detail) == ("malformed", expected), (field.name, value)
+            assert out.detail.startswith(f"{field.name} must be"), out.detail
+            assert engine.state_hash() == before
+
+
+def test_the_positional_event_makers_take_each_field_in_order_with_its_type() -> None:
+    """The engine builds its hottest events positionally (events.base.positional), each
+    maker typed with the fields' types in field order: the types must be the fields'
+    own, in that order (two fields swapped would pass mypy only if they share a type,
+    and then the scenarios' expected events catch it), and a maker must build exactly
+    the event that keywords build."""
+    import dataclasses
+    import typing
+
+    from events.base import positional
+    from events.exchange import OrderAccepted, OrderCancelled, TradeExecuted
+
+    module = PURE["engine"]
+    for name, cls in (
+        ("_order_accepted", OrderAccepted),
+        ("_trade_executed", TradeExecuted),
+        ("_order_cancelled", OrderCancelled),
+    ):
+        # Final[Callable[[...], cls]], as the module's source spells it
+        annotation = eval(module.__annotations__[name], vars(module))
+        (maker_type,) = typing.get_args(annotation)
+        parameters, made = typing.get_args(maker_type)
+        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+        types = typing.get_type_hints(cls)
+        assert made is cls
+        assert parameters == [types[f.name] for f in fields], name
+        values = [object() for _ in fields]  # distinct: a swap would show
+        by_keywords = cls(**{f.name: v for f, v in zip(fields, values, strict=True)})
+        assert positional(cls)(*values) == by_keywords
+        assert [getattr(by_keywords, f.name) for f in fields] == values
