@@ -240,6 +240,14 @@ def _all_ints(value: Any) -> bool:
     return isinstance(value, tuple) and all(_all_ints(item) for item in value)
 
 
+def _fills_slots(cls: Any) -> bool:
+    """Whether a generated maker may fill `cls`'s slots directly, as its ``__init__``
+    would: not when a ``__post_init__`` or a default factory has more to do."""
+    return not hasattr(cls, "__post_init__") and all(
+        f.default_factory is dataclasses.MISSING for f in dataclasses.fields(cls)
+    )
+
+
 _constructors: dict[type[Event], Any] = {}
 
 
@@ -259,9 +267,7 @@ def constructor(cls: Callable[P, Ev]) -> Callable[P, Ev]:
         return typing.cast(Callable[P, Ev], made)
     kind: Any = cls
     fields = dataclasses.fields(kind)
-    if hasattr(kind, "__post_init__") or any(
-        f.default_factory is not dataclasses.MISSING for f in fields
-    ):
+    if not _fills_slots(kind):
         made = cls
     else:
         namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}
@@ -301,9 +307,7 @@ def positional(cls: type[Ev]) -> Callable[..., Ev]:
         return typing.cast(Callable[..., Ev], made)
     kind: Any = cls
     names = [f.name for f in dataclasses.fields(kind)]
-    if hasattr(kind, "__post_init__") or any(
-        f.default_factory is not dataclasses.MISSING for f in dataclasses.fields(kind)
-    ):
+    if not _fills_slots(kind):
 
         def by_keywords(*values: Any) -> Ev:
             if len(values) != len(names):
@@ -339,9 +343,7 @@ def from_mapping(cls: type[Ev]) -> Callable[[dict[str, Any]], Ev | None] | None:
     kind: Any = cls
     fields = dataclasses.fields(kind)
     reader = None
-    if not hasattr(kind, "__post_init__") and all(
-        f.default_factory is dataclasses.MISSING for f in fields
-    ):
+    if _fills_slots(kind):
         namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}
         body = "".join(f"        e.{f.name} = data[{f.name!r}]\n" for f in fields)
         empty = "        pass\n"

@@ -319,19 +319,23 @@ class EngineRunner:
         else:
             self._run_stepping(stop, idle, tune_gc)
 
+    def _recover_following(self, tune_gc: bool) -> None:
+        """Recover before following the log (again), and say so."""
+        self.recover()
+        log.info(
+            "engine recovered at intake position %s (engine: %s)",
+            self.position,
+            native.implementation(),
+        )
+        if tune_gc:
+            heap.settle()
+
     def _run_stepping(self, stop: threading.Event, idle: float, tune_gc: bool) -> None:
         """:meth:`run` one batch at a time: read, compute, journal, then the next."""
 
         def follow_once() -> None:
             if self._dirty:
-                self.recover()
-                log.info(
-                    "engine recovered at intake position %s (engine: %s)",
-                    self.position,
-                    native.implementation(),
-                )
-                if tune_gc:
-                    heap.settle()
+                self._recover_following(tune_gc)
             seen = self.store.generation("intake")
             if not self.step():
                 self.store.wait_for_change(seen, idle, "intake")
@@ -373,14 +377,7 @@ class EngineRunner:
 
         def follow_once() -> None:
             if self._dirty and not flight:
-                self.recover()
-                log.info(
-                    "engine recovered at intake position %s (engine: %s)",
-                    self.position,
-                    native.implementation(),
-                )
-                if tune_gc:
-                    heap.settle()
+                self._recover_following(tune_gc)
             seen = self.store.generation("intake")
             # A snapshot is the state after journaled commands only: when one is due,
             # nothing more is computed until the batch in flight has landed.
