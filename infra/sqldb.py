@@ -744,9 +744,10 @@ class PostgresDatabase:
     def pipelined(self) -> Iterator[Cursor]:
         """A write transaction sent as one pipeline: ``BEGIN``, the block's statements
         and ``COMMIT`` go out together and are answered together, one round trip in
-        all (a projector's batch was ~8: begin, check, ~5 writes, commit). Nothing can
-        be read in it, and an error surfaces when the block ends; the transaction is
-        then rolled back whole."""
+        all (a projector's batch was ~8: begin, check, ~5 writes, commit), or two the
+        first time a table is written by this process (its column types are read then,
+        which flushes the pipeline). Nothing else can be read in it, and an error
+        surfaces when the block ends; the transaction is then rolled back whole."""
         with self._pool.connection() as conn, conn.cursor() as cursor:
             try:
                 with conn.pipeline():
