@@ -313,10 +313,7 @@ class PostgresLogRecorder(PostgresProcessRecorder):
                 assert row is not None  # one row, whatever the tables hold
                 position, digest = _head_from(row[:2] if row[0] is not None else None)
                 if tracking is not None and follows is not None and (row[2] or 0) != follows:
-                    raise TrackingConflict(
-                        f"tracking for {reader!r} is at {row[2] or 0}, "
-                        f"but this batch follows {follows}"
-                    )
+                    raise _behind(reader, row[2] or 0, follows)
                 count, head = 0, digest
                 if items:
                     with read.copy(self._copy) as copy:
@@ -334,10 +331,7 @@ class PostgresLogRecorder(PostgresProcessRecorder):
                     # The library's monotonic upsert returns no row when the position
                     # would not move forward: nothing of this batch may commit then.
                     if tracking is not None and track.fetchone() is None:
-                        raise TrackingConflict(
-                            f"tracking for {reader!r} must move past the stored "
-                            f"position; got {tracking.notification_id}"
-                        )
+                        raise _not_forward(tracking)
                 conn.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(Exception):
@@ -440,17 +434,24 @@ def _insert_tracking_or_conflict(
     if follows is not None:
         stored = recorder._max_tracking_id(tracking.application_name, cursor) or 0
         if stored != follows:
-            raise TrackingConflict(
-                f"tracking for {tracking.application_name!r} is at {stored}, "
-                f"but this batch follows {follows}"
-            )
+            raise _behind(tracking.application_name, stored, follows)
     try:
         recorder._insert_tracking(cursor, tracking)
     except IntegrityError as error:
-        raise TrackingConflict(
-            f"tracking for {tracking.application_name!r} must move past the stored "
-            f"position; got {tracking.notification_id}"
-        ) from error
+        raise _not_forward(tracking) from error
+
+
+def _behind(reader: str, stored: int, follows: int) -> TrackingConflict:
+    return TrackingConflict(
+        f"tracking for {reader!r} is at {stored}, but this batch follows {follows}"
+    )
+
+
+def _not_forward(tracking: Tracking) -> TrackingConflict:
+    return TrackingConflict(
+        f"tracking for {tracking.application_name!r} must move past the stored "
+        f"position; got {tracking.notification_id}"
+    )
 
 
 _ROWS_PER_INSERT = 50

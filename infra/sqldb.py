@@ -684,11 +684,9 @@ class _CallPlan:
     def fetchone(self) -> tuple[Any, ...] | None:
         raise TypeError("a write plan has nothing to fetch")
 
-    def _largest(self) -> int:
-        return max((len(args[-1]) for method, args in self._calls if method in _BULK), default=0)
-
     def pipelinable(self) -> bool:
-        return self._largest() <= _PG_COMBINE_UPTO
+        largest = max((len(args[-1]) for method, args in self._calls if method in _BULK), default=0)
+        return largest <= _PG_COMBINE_UPTO
 
     def replay(self, cursor: Cursor) -> None:
         """As few statements as can be (:meth:`_PostgresCursor.write_all`), unless a call

@@ -277,6 +277,10 @@ def _order_dict(row: tuple[Any, ...], fills: list[dict[str, Any]]) -> dict[str, 
     return data
 
 
+#: PostgreSQL: ids as an array within their range (see :func:`_keyed`), `{0}` the column.
+_ID_RANGE = "{0} BETWEEN %s::bigint AND %s::bigint AND {0} = ANY(%s::bigint[])"
+
+
 def _keyed(
     db: SqlDatabase, select: str, column: str, values: list[int], tail: str = ""
 ) -> list[tuple[str, Sequence[Any]]]:
@@ -292,10 +296,7 @@ def _keyed(
     if not values:
         return []
     if db.dialect == "postgres":
-        sql = (
-            f"{select} WHERE {column} BETWEEN %s::bigint AND %s::bigint "
-            f"AND {column} = ANY(%s::bigint[]){tail}"
-        )
+        sql = f"{select} WHERE {_ID_RANGE.format(column)}{tail}"
         return [(sql, (min(values), max(values), values))]
     statements: list[tuple[str, Sequence[Any]]] = []
     for start in range(0, len(values), 500):
@@ -439,17 +440,14 @@ def answered(db: SqlDatabase, causes: list[int]) -> dict[int, dict[str, Any]]:
     )
     if db.dialect == "postgres":
         answered_order = (
-            "{0} BETWEEN %s::bigint AND %s::bigint AND {0} = ANY(%s::bigint[]) AND EXISTS "
-            f"(SELECT 1 FROM rm_outcomes WHERE cause = {{0}} AND {_REACHED})"
+            f"{_ID_RANGE.format('order_id')} AND EXISTS "
+            f"(SELECT 1 FROM rm_outcomes WHERE cause = order_id AND {_REACHED})"
         )
         rows, fill_rows, order_rows = db.queries(
             [
                 (outcomes_sql, (lo, hi)),
-                (
-                    f"{_FILLS} WHERE {answered_order.format('order_id')}{_FILLS_ORDER}",
-                    (lo, hi, causes),
-                ),
-                (f"{_SELECT} WHERE {answered_order.format('order_id')}", (lo, hi, causes)),
+                (f"{_FILLS} WHERE {answered_order}{_FILLS_ORDER}", (lo, hi, causes)),
+                (f"{_SELECT} WHERE {answered_order}", (lo, hi, causes)),
             ]
         )
     else:
@@ -483,12 +481,8 @@ def outcome(db: SqlDatabase, cause: int) -> dict[str, Any] | None:
 
 def outcomes_of(db: SqlDatabase, causes: list[int]) -> dict[int, dict[str, Any]]:
     """The recorded outcomes of the commands at these intake positions (any there are)."""
-    found: dict[int, dict[str, Any]] = {}
-    for cause, first, last, kind, reason, detail in _where_in(
-        db, "SELECT * FROM rm_outcomes", "cause", causes
-    ):
-        found[cause] = {
-                "cause": cause, "first_position": first, "last_position": last,
-                "result_type": kind, "reject_reason": reason, "detail": detail,
-            }  # fmt: skip
-    return found
+    select = f"SELECT {', '.join(_OUTCOME_NAMES)} FROM rm_outcomes"
+    return {
+        row[0]: dict(zip(_OUTCOME_NAMES, row, strict=True))
+        for row in _where_in(db, select, "cause", causes)
+    }

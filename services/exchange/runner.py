@@ -8,8 +8,8 @@ resumes after the tracking position. A stale runner (or a second one) that tries
 append a batch whose commands were already consumed is refused by the tracking table
 and resynchronises instead of writing twice.
 
-While it follows the log (:meth:`EngineRunner.run`) on PostgreSQL, the append of one
-batch runs on a writer thread while the next batch is computed: at most one batch is
+While it follows a backlog (:meth:`EngineRunner.run`) on PostgreSQL, the append of
+one batch runs on a writer thread while the next batch is computed: at most one batch is
 in flight, it names the tracking position it follows, and the next is submitted only
 after it landed, so the guarantees above are unchanged; a failed append makes the
 runner recover from the store before it goes on (the batch computed meanwhile is
@@ -310,8 +310,9 @@ class EngineRunner:
         whole book (~75 ms at 250k objects) stalling every order in flight.
 
         `pipelined`: read the next page and journal the last batch on threads while a
-        batch is computed (default: on a database server, where they wait on the
-        network and the server without holding the GIL). On SQLite, the default
+        batch is computed, when commands queue up (default: on a database server, where
+        they wait on the network and the server without holding the GIL; a page smaller
+        than a backlog's is journaled in this thread). On SQLite, the default
         steps one batch at a time instead: reads and appends are this process's own
         CPU work there, and the threads only contend for the GIL. Measured with the
         intake written by another process meanwhile (100k commands, engine as its own
