@@ -74,7 +74,7 @@ bench: $(VENV)/.installed-test postgres-server
 	$(BIN)/python scripts/bench_engine.py --n 100000
 	$(BIN)/python scripts/bench_relay.py --n 100000
 	$(BIN)/python scripts/bench_replay.py --n 200000
-	$(BIN)/python scripts/bench_http.py --n 3000 --clients 32
+	$(BIN)/python scripts/bench_http.py --n 15000
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache build

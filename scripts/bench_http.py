@@ -1,21 +1,25 @@
 """Benchmark: orders through HTTP against `carbonx serve`, on SQLite and PostgreSQL.
 
-Concurrent clients (asyncio + aiohttp, keep-alive) place limit orders for the demo
-enterprises and cancel some of them; every POST waits for the engine's result (the
-default), so latency is submit → engine → projections → answer. The baseline, measured
-in the same run against the same server, is `GET /healthz`: the HTTP stack's own
-request rate, the ceiling for any endpoint. Clients and server share this machine's
-cores, which the figures include.
+The headline run: `--batch-clients` concurrent clients (asyncio + aiohttp, keep-alive,
+one request in flight each) place N limit orders for the demo enterprises, `--batch`
+orders per request (`POST /v1/orders/batch`), and cancel the resting fifth of each
+batch in one request (`POST /v1/orders/cancel`). Every request waits for the engine's
+results (the default), so a request's latency is each of its orders' submit → engine
+→ projections → answer. Figures: orders/s, and p50/p99 over all requests, both kinds.
 
-A second run (unless `--batch 0`) places 5×N orders in batches (`POST
-/v1/orders/batch`, `--batch` orders each, `--batch-clients` clients with one request
-in flight each) and cancels the resting fifth of each batch in one request (`POST
-/v1/orders/cancel`): orders/s and per-request p50/p99, as `*_batch_*` figures.
+A second run (unless `--single 0`) places orders one per request (`POST /v1/orders`,
+`--clients` clients) and cancels every fifth that rests (`DELETE /v1/orders/{id}`):
+the same figures as `single_*`. The baseline, measured in the same run against the same
+server, is `GET /healthz`: the HTTP stack's own request rate, the ceiling for any
+one-request-per-order client. Clients and server share this machine's cores, which
+the figures include.
 
-The last line is one JSON object with the figures.
+The last line is one JSON object with the figures: `sqlite_orders_per_s` and
+`postgres_orders_per_s` from the headline run, `p50_ms` and `p99_ms` the worse of the
+two backends' (each backend's own as `sqlite_p99_ms` etc.), and the `single_*` figures.
 
-    python scripts/bench_http.py [--n 4000] [--clients 64] [--batch 100] [--batch-clients 4]
-        [--workers 2]
+    python scripts/bench_http.py [--n 15000] [--batch 100] [--batch-clients 3]
+        [--single N/5] [--clients 32] [--workers 2]
 """
 
 from __future__ import annotations
@@ -190,83 +194,87 @@ async def _orders(base: str, tokens: dict[str, str], clients: int, n: int) -> di
     return await timed.drive(base, clients, worker, n)
 
 
-def run(
-    db: str, clients: int, n: int, batch: int, workers: int, batch_clients: int
-) -> dict[str, Any]:
+def run(db: str, args: argparse.Namespace) -> dict[str, Any]:
     tokens = {eid: _token(db, eid) for eid in ENTERPRISES}
     port = free_port()
-    server = _serve(db, port, workers)
+    server = _serve(db, port, args.workers)
     base = f"http://127.0.0.1:{port}"
     try:
         asyncio.run(_wait_ready(base))
-        asyncio.run(_orders(base, tokens, clients, min(200, n)))  # warm up
-        health = asyncio.run(_healthz_rate(base, clients, n))
-        figures = asyncio.run(_orders(base, tokens, clients, n))
-        if batch:
-            figures["batch"] = asyncio.run(_batches(base, tokens, batch_clients, n * 5, batch))
+        asyncio.run(_orders(base, tokens, args.clients, 200))  # warm up
+        figures = asyncio.run(_batches(base, tokens, args.batch_clients, args.n, args.batch))
+        figures["healthz_per_s"] = asyncio.run(_healthz_rate(base, args.clients, 3_000))
+        if args.single:
+            figures["single"] = asyncio.run(_orders(base, tokens, args.clients, args.single))
     finally:
         server.terminate()
         server.wait(timeout=20)
-    figures["healthz_per_s"] = health
     return figures
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=4_000, help="orders per backend")
-    parser.add_argument("--clients", type=int, default=64, help="concurrent HTTP clients")
+    parser.add_argument(
+        "--n", type=int, default=15_000, help="orders per backend in the headline (batch) run"
+    )
     parser.add_argument(
         "--batch", type=int, default=100,
-        help="orders per request in the batch run (POST /v1/orders/batch); 0 skips it",
+        help="orders per request in the headline run (POST /v1/orders/batch)",
     )  # fmt: skip
     parser.add_argument(
-        "--batch-clients", type=int, default=4,
-        help="concurrent clients in the batch run (each has one batch in flight)",
+        "--batch-clients", type=int, default=3,
+        help="concurrent clients in the headline run (each has one request in flight)",
     )  # fmt: skip
     parser.add_argument(
-        "--workers", type=int, default=1, help="HTTP worker processes of `carbonx serve`"
+        "--single", type=int, default=None,
+        help="orders per backend placed one per request (default N/5; 0 skips that run)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--clients", type=int, default=32,
+        help="concurrent clients of the one-order-per-request run and of /healthz",
+    )  # fmt: skip
+    parser.add_argument(
+        "--workers", type=int, default=2, help="HTTP worker processes of `carbonx serve`"
     )
     args = parser.parse_args()
+    if args.single is None:
+        args.single = args.n // 5
     results: dict[str, dict[str, Any]] = {}
-    shape = (args.clients, args.n, args.batch, args.workers, args.batch_clients)
     with tempfile.TemporaryDirectory() as tmp:
-        sqlite = f"sqlite:///{tmp}/bench.db"
-        results["sqlite"] = run(sqlite, *shape)
+        results["sqlite"] = run(f"sqlite:///{tmp}/bench.db", args)
     with PostgresServer() as server:
-        results["postgres"] = run(server.url, *shape)
+        results["postgres"] = run(server.url, args)
     for backend, r in results.items():
-        print(f"{backend}: {r['orders_per_s']:,.0f} orders/s (p50 {r['p50_ms']:.1f} ms, "
-              f"p99 {r['p99_ms']:.1f} ms; statuses {r['statuses']}); /healthz "
-              f"{r['healthz_per_s']:,.0f} req/s, ratio "
-              f"{r['orders_per_s'] / r['healthz_per_s']:.2f}")  # fmt: skip
-        if "batch" in r:
-            b = r["batch"]
-            print(f"{backend}, {args.batch} orders per request: {b['orders_per_s']:,.0f} "
-                  f"orders/s (request p50 {b['p50_ms']:.1f} ms, p99 {b['p99_ms']:.1f} ms; "
-                  f"statuses {b['statuses']})")  # fmt: skip
-    extra: dict[str, Any] = {}
-    if args.batch:
-        extra = {
-            "batch_size": args.batch,
-            "sqlite_batch_orders_per_s": round(results["sqlite"]["batch"]["orders_per_s"]),
-            "postgres_batch_orders_per_s": round(results["postgres"]["batch"]["orders_per_s"]),
-            "batch_p50_ms": round(results["postgres"]["batch"]["p50_ms"], 1),
-            "batch_p99_ms": round(results["postgres"]["batch"]["p99_ms"], 1),
-        }
-    print(
-        orjson.dumps(
-            {
-                "sqlite_orders_per_s": round(results["sqlite"]["orders_per_s"]),
-                "postgres_orders_per_s": round(results["postgres"]["orders_per_s"]),
-                "p50_ms": round(results["postgres"]["p50_ms"], 1),
-                "p99_ms": round(results["postgres"]["p99_ms"], 1),
-                "sqlite_p50_ms": round(results["sqlite"]["p50_ms"], 1),
-                "sqlite_p99_ms": round(results["sqlite"]["p99_ms"], 1),
-                "healthz_per_s": round(results["postgres"]["healthz_per_s"]),
-                **extra,
-            }
-        ).decode()
-    )
+        print(f"{backend}, {args.batch} orders per request, {args.batch_clients} clients: "
+              f"{r['orders_per_s']:,.0f} orders/s (request p50 {r['p50_ms']:.1f} ms, "
+              f"p99 {r['p99_ms']:.1f} ms; statuses {r['statuses']})")  # fmt: skip
+        if "single" in r:
+            s = r["single"]
+            print(f"{backend}, one order per request, {args.clients} clients: "
+                  f"{s['orders_per_s']:,.0f} orders/s (p50 {s['p50_ms']:.1f} ms, "
+                  f"p99 {s['p99_ms']:.1f} ms; statuses {s['statuses']}); /healthz "
+                  f"{r['healthz_per_s']:,.0f} req/s, ratio "
+                  f"{s['orders_per_s'] / r['healthz_per_s']:.2f}")  # fmt: skip
+    figures: dict[str, Any] = {
+        "sqlite_orders_per_s": round(results["sqlite"]["orders_per_s"]),
+        "postgres_orders_per_s": round(results["postgres"]["orders_per_s"]),
+        "p50_ms": round(max(r["p50_ms"] for r in results.values()), 1),
+        "p99_ms": round(max(r["p99_ms"] for r in results.values()), 1),
+        "batch_size": args.batch,
+        "batch_clients": args.batch_clients,
+        "workers": args.workers,
+    }
+    for backend, r in results.items():
+        figures[f"{backend}_p50_ms"] = round(r["p50_ms"], 1)
+        figures[f"{backend}_p99_ms"] = round(r["p99_ms"], 1)
+        figures[f"{backend}_healthz_per_s"] = round(r["healthz_per_s"])
+    if args.single:
+        for backend, r in results.items():
+            figures[f"single_{backend}_orders_per_s"] = round(r["single"]["orders_per_s"])
+        singles = [r["single"] for r in results.values()]
+        figures["single_p50_ms"] = round(max(s["p50_ms"] for s in singles), 1)
+        figures["single_p99_ms"] = round(max(s["p99_ms"] for s in singles), 1)
+    print(orjson.dumps(figures).decode())
 
 
 if __name__ == "__main__":
