@@ -12,13 +12,14 @@ A second run (unless `--single 0`) places orders one per request (`POST /v1/orde
 the same figures as `single_*`. The baseline, measured in the same run against the same
 server, is `GET /healthz`: the HTTP stack's own request rate, the ceiling for any
 one-request-per-order client. Clients and server share this machine's cores, which
-the figures include.
+the figures include. PostgreSQL runs durable (fsync and synchronous commit on), as in
+`bench_engine.py`: a commit waits for the disk.
 
 The last line is one JSON object with the figures: `sqlite_orders_per_s` and
 `postgres_orders_per_s` from the headline run, `p50_ms` and `p99_ms` the worse of the
 two backends' (each backend's own as `sqlite_p99_ms` etc.), and the `single_*` figures.
 
-    python scripts/bench_http.py [--n 15000] [--batch 100] [--batch-clients 3]
+    python scripts/bench_http.py [--n 15000] [--batch 150] [--batch-clients 2]
         [--single N/5] [--clients 32] [--workers 2]
 """
 
@@ -218,11 +219,11 @@ def main() -> None:
         "--n", type=int, default=15_000, help="orders per backend in the headline (batch) run"
     )
     parser.add_argument(
-        "--batch", type=int, default=100,
+        "--batch", type=int, default=150,
         help="orders per request in the headline run (POST /v1/orders/batch)",
     )  # fmt: skip
     parser.add_argument(
-        "--batch-clients", type=int, default=3,
+        "--batch-clients", type=int, default=2,
         help="concurrent clients in the headline run (each has one request in flight)",
     )  # fmt: skip
     parser.add_argument(
@@ -242,7 +243,7 @@ def main() -> None:
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         results["sqlite"] = run(f"sqlite:///{tmp}/bench.db", args)
-    with PostgresServer() as server:
+    with PostgresServer(durable=True) as server:  # commits wait for the disk, as in use
         results["postgres"] = run(server.url, args)
     for backend, r in results.items():
         print(f"{backend}, {args.batch} orders per request, {args.batch_clients} clients: "
