@@ -1,8 +1,7 @@
 """The projector: feeds journal entries to the read models, exactly once.
 
-Each projection has its own tracking row in ``rm_tracking``; a projection's rows of a
-batch and its new position commit in one transaction (on PostgreSQL a batch is written
-as a few such transactions at once, each holding some of the projections). Projections may stand at different positions (one
+Each projection has its own tracking row in ``rm_tracking``; a batch's rows and the new
+positions commit in one transaction. Projections may stand at different positions (one
 was just rebuilt, another was added later): every entry goes only to those that have
 not seen it yet, so they converge on the journal's head together.
 
@@ -18,11 +17,10 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 from events.codec import decode
 from infra.recorders import Row
-from infra.sqldb import Cursor, SqlDatabase, WritePlan
+from infra.sqldb import Cursor, SqlDatabase
 from infra.store import PROJECTIONS, PROJECTIONS_CHANNEL, Store
 from projections.base import Entry, Projection, Table
 from projections.parallel import can_share, importable, rebuild_in_workers, split
@@ -136,7 +134,6 @@ class Projector:
         batch: int = 5_000,
         indexes: bool = True,
         rebuild_batch: int | None = None,
-        lanes: int = 2,
     ) -> None:
         """`batch`: journal entries per transaction when following the journal.
         `indexes`: create missing secondary indexes now (a rebuild adds them after).
@@ -150,8 +147,6 @@ class Projector:
         self.projections = list(projections)
         self.batch = batch
         self.rebuild_batch = rebuild_batch or max(batch, REBUILD_BATCH)
-        self.lanes = lanes  # PostgreSQL: transactions a batch is written as, at once
-        self._lanes_pool: ThreadPoolExecutor | None = None
         self.positions: dict[str, int] = {}
         outdated = reshaped(self.db, self.projections)
         if outdated:
@@ -193,17 +188,37 @@ class Projector:
         rows = _whole_commands(rows, full=len(rows) == self.batch)
         last = rows[-1].position
         touched = [p for p in self.projections if self.positions[p.name] < last]
+        postgres = self.db.dialect == "postgres"
         try:
             self._apply(rows, touched)
-            if self.db.dialect == "postgres":
-                self._write_lanes(touched, last)
+            # Rows are built before the transaction opens: on SQLite it holds the one
+            # write lock that the engine and the other rebuild workers wait for.
+            writes = self.db.plan()
+            if postgres and touched:
+                # First in the transaction, so that a loser is refused before it writes.
+                writes.execute(
+                    "SELECT rm_check_positions(%s::text[], %s::bigint[])",
+                    ([p.name for p in touched], [self.positions[p.name] for p in touched]),
+                )
+            for projection in touched:
+                projection.flush(writes)
+            # The positions and the wake-up go in the plan too: on PostgreSQL the plan is
+            # sent as one pipeline, and each statement outside it is a round trip.
+            self._record(writes, [projection.name for projection in touched], last)
+            if postgres:
+                writes.execute(f"NOTIFY {PROJECTIONS_CHANNEL}")
+            if postgres:
+                # The plan checks the positions itself (rm_check_positions, first).
+                # The whole transaction in one round trip where it can be (a live
+                # batch's were ~8, each a wake-up of this process and of its server
+                # backend); a rebuild-sized one goes statement by statement, by COPY.
+                pipelined = writes.pipelinable()
+                with (
+                    _moved_as_refusal(),
+                    self.db.pipelined() if pipelined else self.db.transaction() as cursor,
+                ):
+                    writes.replay(cursor)
             else:
-                # Rows are built before the transaction opens: it holds the one write
-                # lock that the engine and the other rebuild workers wait for.
-                writes = self.db.plan()
-                for projection in touched:
-                    projection.flush(writes)
-                self._record(writes, [projection.name for projection in touched], last)
                 with self.db.transaction() as cursor:
                     self._check_positions(cursor, touched)
                     writes.replay(cursor)
@@ -216,54 +231,6 @@ class Projector:
             self.positions[projection.name] = last
         self.store.poke(PROJECTIONS)
         return len(rows)
-
-    def _write_lanes(self, touched: list[Projection], last: int) -> None:
-        """PostgreSQL: write the batch as :attr:`lanes` transactions at once, each on a
-        connection of its own, each holding some of the projections with their rows and
-        positions. Exactly once is per projection: a lane that fails leaves the others'
-        commits standing, and the retry re-applies the batch to its projections only.
-        Every lane's rows are built before any is sent: an error in building them
-        leaves nothing written.
-
-        Why: the server's work for a live batch (~6 ms for 150 orders, mostly index and
-        row writes of the ledger, orders and holdings) was the longest stage of an
-        order's answer, and one transaction runs on one backend, one core. Readers
-        wait for every projection (:func:`wait_for_projections`, the outcome lookup),
-        so they see a batch once all lanes committed; the wake-up follows the last.
-        """
-        plans = [self._plan(group, last) for group in split(touched, self.lanes) or [[]]]
-        running = [self._lane_pool().submit(_commit_lane, self.db, plan) for plan in plans[1:]]
-        failures: list[BaseException] = []
-        try:
-            _commit_lane(self.db, plans[0])
-        except BaseException as error:
-            failures.append(error)
-        failures += [e for e in (f.exception() for f in running) if e is not None]
-        if failures:
-            raise failures[0]
-        with self.db.pipelined() as cursor:
-            cursor.execute(f"NOTIFY {PROJECTIONS_CHANNEL}")
-
-    def _plan(self, projections: list[Projection], last: int) -> WritePlan:
-        """A lane's writes: its position check first (a loser is refused before it
-        writes), its rows, its positions."""
-        writes = self.db.plan()
-        if projections:
-            writes.execute(
-                "SELECT rm_check_positions(%s::text[], %s::bigint[])",
-                ([p.name for p in projections], [self.positions[p.name] for p in projections]),
-            )
-        for projection in projections:
-            projection.flush(writes)
-        self._record(writes, [projection.name for projection in projections], last)
-        return writes
-
-    def _lane_pool(self) -> ThreadPoolExecutor:
-        if self._lanes_pool is None:
-            self._lanes_pool = ThreadPoolExecutor(
-                max(1, self.lanes - 1), thread_name_prefix="carbonx-projector-lane"
-            )
-        return self._lanes_pool
 
     def _apply(self, rows: list[Row], projections: list[Projection]) -> None:
         """Feed each entry to the projections that handle its type and have not seen it.
@@ -408,17 +375,6 @@ def _moved_as_refusal() -> Iterator[None]:
         if getattr(error, "sqlstate", None) == MOVED_SQLSTATE:
             raise ProjectionMoved(str(error).splitlines()[0]) from error
         raise
-
-
-def _commit_lane(db: SqlDatabase, writes: WritePlan) -> None:
-    """One lane's transaction, sent as one pipeline where it can be (a live batch's
-    were ~8 round trips, each a wake-up of this process and of its server backend); a
-    rebuild-sized one goes statement by statement, by COPY."""
-    with (
-        _moved_as_refusal(),
-        db.pipelined() if writes.pipelinable() else db.transaction() as cursor,
-    ):
-        writes.replay(cursor)
 
 
 def _whole_commands(rows: list[Row], full: bool) -> list[Row]:

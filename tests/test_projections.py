@@ -246,45 +246,6 @@ def test_a_failure_mid_batch_resumes_without_gaps_or_duplicates(store_url: str) 
         assert _checksums(store) == clean
 
 
-class _RefusedOnce(Balances):
-    """The balances projection, whose third batch the database refuses (a statement
-    that fails inside the transaction, after the rows were sent)."""
-
-    def __init__(self) -> None:
-        self.flushes = 0
-        super().__init__()
-
-    def flush(self, cursor: Cursor) -> None:
-        self.flushes += 1
-        super().flush(cursor)
-        if self.flushes == 3:
-            cursor.execute("SELECT 1 / 0")
-
-
-def test_a_lane_refused_by_the_database_leaves_the_other_lanes_and_resumes(pg_url: str) -> None:
-    """PostgreSQL writes a batch as two transactions at once (lanes). When the database
-    refuses one, the other lane's projections keep their commit; the projector carries
-    on and every read model ends exactly as a clean run's: no gap, no duplicate."""
-    with open_store(pg_url) as store:
-        _history(store)
-        Projector(store, all_projections(), batch=300).catch_up()
-        clean = _checksums(store)
-        with store.sql.transaction() as cursor:
-            for projection in all_projections():
-                for table in projection.tables:
-                    cursor.execute(f"DELETE FROM {table.name}")
-            cursor.execute("DELETE FROM rm_tracking")
-        refused = _RefusedOnce()
-        projector = Projector(store, [refused, *all_projections()[1:]], batch=300, lanes=2)
-        with pytest.raises(Exception, match="division by zero"):
-            projector.catch_up()
-        positions = tracking_positions(store.sql)
-        assert positions["balances"] < max(positions.values())  # the other lane committed
-        assert projector.positions == positions  # and the projector knows where all stand
-        projector.catch_up()
-        assert _checksums(store) == clean
-
-
 def test_order_queries_show_fills_and_status(store_url: str) -> None:
     with open_store(store_url) as store:
         runner = _history(store)
