@@ -51,18 +51,22 @@ BALANCES = Table(
 LEDGER = Table(
     "rm_ledger",
     (
+        ("owner", "TEXT NOT NULL"),
         ("position", "BIGINT NOT NULL"),
         ("seq", "BIGINT NOT NULL"),
         ("time", "BIGINT NOT NULL"),
         ("event_type", "TEXT NOT NULL"),
-        ("owner", "TEXT NOT NULL"),
         ("asset", "TEXT NOT NULL"),
         ("bucket", "TEXT NOT NULL"),
         ("amount", "BIGINT NOT NULL"),
     ),
-    key=("position", "seq"),
-    indexes=(("owner", "position"),),
+    # Keyed by owner first: every read is an owner's postings in position order, so the
+    # key serves them and no second index is written (the ledger is ~40% of a live
+    # batch's rows: ~5 postings an order).
+    key=("owner", "position", "seq"),
 )
+#: A posting's fields as the API gives them.
+POSTING = ("position", "seq", "time", "event_type", "owner", "asset", "bucket", "amount")
 SELLS = Table(
     "rm_open_sells",
     (
@@ -105,7 +109,7 @@ class Balances(Projection):
             cursor, ACCOUNTS, [(e, *self.accounts[e]) for e in sorted(self._dirty_accounts)]
         )
         # Every balance that moved has a posting in this batch: no dirty set to keep.
-        moved = sorted({(p[4], p[5], p[6]) for p in self._postings})
+        moved = sorted({(p[0], p[5], p[6]) for p in self._postings})  # owner, asset, bucket
         self.write_upserts(cursor, BALANCES, [(*k, self.balances[k]) for k in moved])
         sells, stored = sorted(self._dirty_sells), self._stored_sells
         kept = [i for i in sells if i in self.open_sells]
@@ -134,7 +138,7 @@ class Balances(Projection):
             if amount:
                 key = (owner, asset, bucket)
                 balances[key] = balances.get(key, 0) + amount
-                append((position, seq, time, kind, owner, asset, bucket, amount))
+                append((owner, position, seq, time, kind, asset, bucket, amount))
                 seq += 1
         self._seq = seq
 
@@ -337,9 +341,9 @@ def ledger_of(
     leaves them to the next page, unless that position is all the page holds; then the
     page holds all of that position's postings, more than `limit` if need be.
     """
-    names = LEDGER.column_names
+    columns = ", ".join(POSTING)
     rows = db.query(
-        "SELECT * FROM rm_ledger WHERE owner = %s AND position > %s "
+        f"SELECT {columns} FROM rm_ledger WHERE owner = %s AND position > %s "
         "ORDER BY position, seq LIMIT %s",
         (owner, after, limit + 1),
     )
@@ -351,7 +355,7 @@ def ledger_of(
             rows = [row for row in rows[:limit] if row[0] != last]
         else:
             rows = db.query(
-                "SELECT * FROM rm_ledger WHERE owner = %s AND position = %s ORDER BY seq",
+                f"SELECT {columns} FROM rm_ledger WHERE owner = %s AND position = %s ORDER BY seq",
                 (owner, last),
             )
-    return [dict(zip(names, row, strict=True)) for row in rows]
+    return [dict(zip(POSTING, row, strict=True)) for row in rows]
