@@ -148,6 +148,7 @@ class Projector:
         self.batch = batch
         self.rebuild_batch = rebuild_batch or max(batch, REBUILD_BATCH)
         self.positions: dict[str, int] = {}
+        self.more = False
         outdated = reshaped(self.db, self.projections)
         if outdated:
             # A new version changed these read models' tables: rebuild them from position
@@ -183,9 +184,11 @@ class Projector:
         """Project the next batch of journal entries; how many entries were read."""
         after = self.position
         rows = self.store.journal.read(after, self.batch)
+        # Whether the read stopped at the page size (more may follow), not at the head.
+        self.more = len(rows) == self.batch
         if not rows:
             return 0
-        rows = _whole_commands(rows, full=len(rows) == self.batch)
+        rows = _whole_commands(rows, full=self.more)
         last = rows[-1].position
         touched = [p for p in self.projections if self.positions[p.name] < last]
         postgres = self.db.dialect == "postgres"
@@ -357,12 +360,15 @@ class Projector:
         while not stop.is_set():
             seen = self.store.generation("journal")
             try:
-                if self.step():
+                if self.step() and self.more:
                     continue
             except Exception:
                 log.exception("projection batch failed; retrying")
                 stop.wait(0.5)
                 continue
+            # A page short of the batch size was the whole journal as of the read: read
+            # again once something was appended since (at once if it already was), not
+            # straight away to find nothing.
             self.store.wait_for_change(seen, idle, "journal")
 
 

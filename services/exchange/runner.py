@@ -345,7 +345,9 @@ class EngineRunner:
             if self._dirty:
                 self._recover_following(tune_gc)
             seen = self.store.generation("intake")
-            if not self.step():
+            if self.step() < self.batch:
+                # A partial page (or none) was the whole log as of the read: read again
+                # only once something was appended since (at once if it already was).
                 self.store.wait_for_change(seen, idle, "intake")
 
         def after_failure() -> None:
@@ -417,7 +419,12 @@ class EngineRunner:
             if due:
                 self.take_snapshot()
                 return
-            if batch is None:
+            if batch is None or not backlog:
+                # No page, or a page smaller than a backlog's: that was the whole log as
+                # of the read, so read again only once something was appended since (at
+                # once if it already was): the read straight after each HTTP request's
+                # orders came back empty, a round trip and a wake-up of the server for
+                # nothing.
                 self.store.wait_for_change(seen, idle, "intake")
                 return
             if backlog:
