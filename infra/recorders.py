@@ -318,8 +318,7 @@ class PostgresLogRecorder(PostgresProcessRecorder):
         # COMMIT can follow it in the same pipeline: after an error the rest of a
         # pipeline is skipped and nothing commits. One round trip fewer an append.
         self._track: bytes = (
-            b"WITH moved AS (" + insert_tracking + b") "
-            b"SELECT 1 / count(*)::int FROM moved"
+            b"WITH moved AS (" + insert_tracking + b") SELECT 1 / count(*)::int FROM moved"
         )
         name = log_name.encode()
         # Binary COPY tuple lead: 5 fields, then originator_id (the log name).
