@@ -57,6 +57,20 @@ def test_a_failure_inside_the_transaction_writes_nothing(store: Store) -> None:
     assert len(store.journal.read(0, 1000)) == 10
 
 
+def test_a_tracking_position_alone_moves_forward_only(store: Store) -> None:
+    """An append with nothing to append but a position (a batch whose commands all
+    produced nothing) records it; one that would not move it forward is refused."""
+    assert store.journal.append([], Tracking("engine", 3)) is None
+    assert store.journal.tracking("engine") == 3
+    with pytest.raises(TrackingConflict):
+        store.journal.append([], Tracking("engine", 3))
+    assert store.journal.tracking("engine") == 3
+    assert store.journal.head()[0] == 0
+    store.journal.append(_pending(2), Tracking("engine", 4))
+    assert store.journal.tracking("engine") == 4
+    assert store.journal.head()[0] == 2
+
+
 def test_tracking_that_does_not_advance_refuses_the_whole_batch(store: Store) -> None:
     store.journal.append(_pending(5), Tracking("engine", 7))
     with pytest.raises(TrackingConflict):
