@@ -210,7 +210,6 @@ class Projector:
             self._record(writes, [projection.name for projection in touched], last)
             if postgres:
                 writes.execute(f"NOTIFY {PROJECTIONS_CHANNEL}")
-            if postgres:
                 # The plan checks the positions itself (rm_check_positions, first).
                 # The whole transaction in one round trip where it can be (a live
                 # batch's were ~8, each a wake-up of this process and of its server

@@ -427,8 +427,7 @@ class EngineRunner:
                 # nothing.
                 self.store.wait_for_change(seen, idle, "intake")
                 return
-            if backlog:
-                flight.append((batch, writer.submit(self._journal, batch)))
+            flight.append((batch, writer.submit(self._journal, batch)))
 
         def after_failure() -> None:
             # Let an append still in flight finish first, so that recovery reads the store
