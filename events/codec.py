@@ -38,6 +38,7 @@ __all__ = [
     "encode_data",
     "frame",
     "frame_reference",
+    "refuse_floats",
     "to_event",
 ]
 
@@ -50,7 +51,9 @@ class FloatRefused(TypeError):
     """An event carried a float: amounts are integers and decimals are strings."""
 
 
-def _refuse_floats(value: Any, path: str) -> None:
+def refuse_floats(value: Any, path: str) -> None:
+    """Raise :class:`FloatRefused`, naming where, if `value` holds a float anywhere (for
+    a writer that encodes a large value itself before framing it)."""
     found = _float_in(value)
     if found is not None:
         number, steps = found
@@ -89,7 +92,7 @@ def _fields(event: Event) -> dict[str, Any]:
     for name, value in data.items():
         if type(value) in (int, str, bool) or value is None:
             continue
-        _refuse_floats(value, f"{event.type_name}.{name}")
+        refuse_floats(value, f"{event.type_name}.{name}")
     return data
 
 

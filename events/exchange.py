@@ -212,4 +212,7 @@ class EngineSnapshot(Event):
     intake_position: int
     journal_position: int
     state_hash: str
+    #: The state. A writer that has its canonical bytes already may pass them as an
+    #: ``orjson.Fragment``, which the codec writes as they are (the state is then
+    #: encoded once); decoded, it is always the mapping.
     state: dict[str, Any]

@@ -13,7 +13,9 @@ IOC/FOK 10%, cancels 20%, ~30% crossing, 200 enterprises):
 * a naive baseline: one `eventsourcing` aggregate saved per order on PostgreSQL;
 * the raw PostgreSQL binary COPY row rate into a journal-shaped table;
 * latency from intake append to journaled result at 10,000 orders/s offered load
-  (PostgreSQL; SQLite printed too).
+  (PostgreSQL; SQLite printed too);
+* how long a snapshot stops the engine's thread: the state copied, encoded and stored
+  in that thread, against copied and encoded by a forked child (the default).
 
 The last line is one JSON object with the figures.
 
@@ -94,6 +96,29 @@ def end_to_end(url: str, commands: list[tuple[Event, int]], chunk: int = 5_000) 
         feeder.join()
         assert store.journal.tracking(ENGINE_READER) == len(commands)
     return len(commands) / elapsed
+
+
+def snapshot_stall(url: str, commands: list[tuple[Event, int]]) -> dict[str, Any]:
+    """How long the engine's thread stops for a snapshot of the state `commands` leave:
+    copied, encoded and appended in that thread (without fork, and before), against a
+    forked child doing it while a thread of the engine's process appends (the default).
+    The median of three of each, in ms; the resting orders, for scale."""
+    with open_store(url) as store:
+        runner = EngineRunner(store, CONFIG, snapshot_every=0)
+        for position, (command, at) in enumerate(commands, start=1):
+            runner.engine.apply(position, at, command)
+        figures: dict[str, Any] = {"snapshot_resting_orders": len(runner.engine.orders)}
+        for fork, name in ((False, "snapshot_inprocess_ms"), (True, "snapshot_forked_ms")):
+            runner.fork_snapshots = fork
+            stalls = []
+            for _ in range(3):
+                started = time.perf_counter()
+                runner.take_snapshot()
+                stalls.append((time.perf_counter() - started) * 1e3)
+                runner.wait_for_snapshot()
+            figures[name] = round(statistics.median(stalls), 1)
+        assert store.snapshots.position == 6
+    return figures
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -289,6 +314,12 @@ def main() -> None:
         print(f"in-memory engine, pure Python: {pure:,.0f} commands/s")
 
     with tempfile.TemporaryDirectory() as tmp:
+        out.update(snapshot_stall(f"sqlite:///{tmp}/snapshot.db", commands))
+        print(
+            f"snapshot of {out['snapshot_resting_orders']:,} resting orders, engine stopped: "
+            f"{out['snapshot_inprocess_ms']} ms copied in process, "
+            f"{out['snapshot_forked_ms']} ms forked"
+        )
         rate = end_to_end(f"sqlite:///{tmp}/e2e.db", commands)
         out["sqlite_inprocess_orders_per_s"] = round(rate)
         print(f"end to end, SQLite, one process:        {rate:,.0f} orders/s")

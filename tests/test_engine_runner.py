@@ -62,6 +62,7 @@ def test_restart_from_snapshot_plus_tail_reproduces_the_uninterrupted_run(
         # Process about half, as a process that then dies would.
         while runner.position < 1_800:
             runner.step()
+        runner.wait_for_snapshot()  # stored by a thread of its own (take_snapshot)
         snapshots = [row for page in store.snapshots.pages() for row in page]
         assert snapshots, "a snapshot was taken"
         # A new incarnation: latest snapshot + replay of the tail up to the tracking.
@@ -103,6 +104,81 @@ def test_snapshot_records_the_state_hash_it_restores_to(store_url: str) -> None:
         last = decode(store.snapshots.read(store.snapshots.head()[0] - 1, 1)[0].body).event
         assert isinstance(last, EngineSnapshot)
         assert Engine.from_state(last.state, CONFIG).state_hash() == last.state_hash
+
+
+def _last_snapshot(store: Store) -> tuple[EngineSnapshot, bytes]:
+    """The latest snapshot, and its stored canonical body (its seal taken off)."""
+    from events import decode
+    from events.chain import unseal
+
+    row = store.snapshots.read(store.snapshots.head()[0] - 1, 1)[0]
+    snapshot = decode(row.body).event
+    assert isinstance(snapshot, EngineSnapshot)
+    return snapshot, unseal(bytes(row.payload))[0]
+
+
+def test_a_forked_snapshot_is_the_state_when_it_was_taken(store_url: str) -> None:
+    """The state is copied by a forked child and stored by a thread while the engine
+    goes on: what is stored is the state at the call, not the state the engine has
+    reached by the time it is stored; the very bytes an in-process copy stores."""
+    from events import frame
+
+    with open_store(store_url) as store:
+        Intake(store).submit(workload(800, enterprises=6))
+        runner = EngineRunner(store, CONFIG, batch=100, snapshot_every=0)
+        assert runner.fork_snapshots  # Linux: the default
+        runner.recover()
+        while runner.position < 400:
+            runner.step()
+        at, journal_at, time_at = runner.position, runner.journal_position, runner.engine.time
+        state = runner.engine.state()
+        runner.take_snapshot()
+        runner.drain()  # the engine moves on at once; drain waits for the snapshot too
+        assert runner.position > at and runner.engine.state_hash() != hash_state(state)
+        snapshot, body = _last_snapshot(store)
+        assert (snapshot.intake_position, snapshot.journal_position) == (at, journal_at)
+        assert snapshot.state_hash == hash_state(state)
+        assert Engine.from_state(snapshot.state, CONFIG).state_hash() == hash_state(state)
+        # Byte for byte what framing the state itself gives (the pre-fork encoding).
+        expected = EngineSnapshot(
+            intake_position=at, journal_position=journal_at,
+            state_hash=hash_state(state), state=state,
+        )  # fmt: skip
+        assert body == frame(expected, time_at).body(store.snapshots.position)
+
+        # Copied in this process instead (no fork): the same snapshot, the same bytes.
+        here = EngineRunner(store, CONFIG, batch=100, snapshot_every=0, fork_snapshots=False)
+        here.recover()
+        here.take_snapshot()
+        again, again_body = _last_snapshot(store)
+        assert again.state_hash == here.engine.state_hash() == runner.engine.state_hash()
+        in_process = EngineSnapshot(
+            intake_position=here.position, journal_position=here.journal_position,
+            state_hash=again.state_hash, state=here.engine.state(),
+        )  # fmt: skip
+        assert again_body == frame(in_process, here.engine.time).body(store.snapshots.position)
+
+
+def test_a_snapshot_whose_child_fails_is_skipped_and_the_engine_goes_on(
+    store_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from services.exchange import runner as runner_module
+
+    def broken(engine: Engine) -> bytes:
+        raise MemoryError("no room to encode the state")
+
+    with open_store(store_url) as store:
+        Intake(store).submit(workload(300, enterprises=4))
+        runner = EngineRunner(store, CONFIG, batch=100, snapshot_every=0)
+        runner.recover()
+        runner.step()
+        monkeypatch.setattr(runner_module, "_encoded_state", broken)  # in the child too
+        runner.take_snapshot()
+        runner.wait_for_snapshot()
+        assert store.snapshots.position == 0
+        assert "no snapshot at intake position" in caplog.text
+        assert runner.drain() > 0  # nothing else is affected
+        assert store.journal.tracking(ENGINE_READER) == store.intake.position
 
 
 def test_verify_passes_then_names_the_first_difference_under_other_rules(

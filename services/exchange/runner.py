@@ -26,17 +26,19 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import hashlib
 import logging
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import orjson
 
 from events.base import Event, from_mapping, lookup
-from events.codec import Pending, decode, frame, to_event
+from events.codec import Pending, decode, frame, refuse_floats, to_event
 from events.exchange import EngineSnapshot
 from infra import heap
 from infra.recorders import Appended, Row, TrackingConflict
@@ -44,7 +46,7 @@ from infra.store import Store, Tracking
 from infra.supervise import supervise
 from services.exchange import native
 from services.exchange.config import EngineConfig
-from services.exchange.engine import Engine, hash_state
+from services.exchange.engine import Engine, canonical_state
 
 __all__ = ["BATCH", "ENGINE_READER", "EngineRunner", "ReplayMismatch"]
 
@@ -129,11 +131,16 @@ class EngineRunner:
         *,
         batch: int | None = None,
         snapshot_every: int = 50_000,
+        fork_snapshots: bool | None = None,
     ) -> None:
+        """`fork_snapshots`: copy the state for a snapshot in a forked child (see
+        :meth:`take_snapshot`); by default where the platform can fork."""
         self.store = store
         self.config = config or EngineConfig()
         self.batch = batch or BATCH.get(store.backend, BATCH["postgresql"])
         self.snapshot_every = snapshot_every
+        self.fork_snapshots = hasattr(os, "fork") if fork_snapshots is None else fork_snapshots
+        self._snapshotting: threading.Thread | None = None
         self.engine = Engine(self.config)
         self.position = 0  # last intake position applied to self.engine
         self.journal_position = 0  # journal head as of self.position
@@ -150,6 +157,7 @@ class EngineRunner:
         (byte for byte); a difference raises :class:`ReplayMismatch`, because an engine
         that disagrees with its own journal must not write another result.
         """
+        self.wait_for_snapshot()  # a snapshot still being stored is the latest
         # A frozen (gc.freeze) engine left behind would never be collected.
         gc.unfreeze()
         tracked = self.store.journal.tracking(ENGINE_READER)
@@ -284,15 +292,73 @@ class EngineRunner:
         return bool(self.snapshot_every) and self._since_snapshot >= self.snapshot_every
 
     def take_snapshot(self) -> None:
-        state = self.engine.state()
-        snapshot = EngineSnapshot(
-            intake_position=self.position,
-            journal_position=self.journal_position,
-            state_hash=hash_state(state),
-            state=state,
-        )
-        self.store.snapshots.append([frame(snapshot, self.engine.time)])
+        """Store the engine's state as it is now (after the journaled commands only).
+
+        Where the platform can fork, a child process copies and encodes the state from
+        its copy-on-write image of this one, and a thread of this process stores it:
+        the engine stops for the fork only (~3 ms with 60,000 orders resting), not for
+        the copy and its encoding (~170 ms then, and more with the book), so no order
+        in flight waits a snapshot out. The child does nothing else: no lock another
+        thread may hold, no database connection, no hashing (OpenSSL); it writes the
+        bytes to a pipe and exits. Otherwise the state is copied here.
+
+        One snapshot at a time: a new one first waits for the last to be stored.
+        """
+        self.wait_for_snapshot()
         self._since_snapshot = 0
+        where = (self.position, self.journal_position, self.engine.time)
+        if self.fork_snapshots:
+            try:
+                pid, pipe = _fork_state(self.engine)
+            except OSError:
+                log.exception("could not fork for a snapshot; copying the state here")
+            else:
+                self._snapshotting = threading.Thread(
+                    target=self._store_forked,
+                    args=(pid, pipe, *where),
+                    name="carbonx-snapshot",
+                    daemon=True,
+                )
+                self._snapshotting.start()
+                return
+        self._store_snapshot(_encoded_state(self.engine), *where)
+
+    def wait_for_snapshot(self) -> None:
+        """Wait until a snapshot being stored (see :meth:`take_snapshot`) is."""
+        if self._snapshotting is not None:
+            self._snapshotting.join()
+            self._snapshotting = None
+
+    def _store_forked(
+        self, pid: int, pipe: int, intake_position: int, journal_position: int, time: int
+    ) -> None:
+        try:
+            with os.fdopen(pipe, "rb") as reader:
+                state = reader.read()
+            _, status = os.waitpid(pid, 0)
+            if os.waitstatus_to_exitcode(status) != 0 or not state:
+                log.error(
+                    "no snapshot at intake position %s: its process exited with %s",
+                    intake_position,
+                    os.waitstatus_to_exitcode(status),
+                )
+                return
+            self._store_snapshot(state, intake_position, journal_position, time)
+        except Exception:
+            log.exception("no snapshot at intake position %s", intake_position)
+
+    def _store_snapshot(
+        self, state: bytes, intake_position: int, journal_position: int, time: int
+    ) -> None:
+        """Append a snapshot of `state`, the canonical bytes of an engine state."""
+        snapshot = EngineSnapshot(
+            intake_position=intake_position,
+            journal_position=journal_position,
+            state_hash=hashlib.sha256(state).hexdigest(),
+            # Its bytes as they are (see EngineSnapshot.state): not decoded to be encoded.
+            state=cast("dict[str, Any]", orjson.Fragment(state)),
+        )
+        self.store.snapshots.append([frame(snapshot, time)])
 
     def run(
         self,
@@ -322,10 +388,13 @@ class EngineRunner:
         """
         if pipelined is None:
             pipelined = self.store.backend != "sqlite"
-        if pipelined:
-            self._run_pipelined(stop, idle, tune_gc)
-        else:
-            self._run_stepping(stop, idle, tune_gc)
+        try:
+            if pipelined:
+                self._run_pipelined(stop, idle, tune_gc)
+            else:
+                self._run_stepping(stop, idle, tune_gc)
+        finally:
+            self.wait_for_snapshot()
 
     def _recover_following(self, tune_gc: bool) -> None:
         """Recover before following the log (again), and say so."""
@@ -450,8 +519,41 @@ class EngineRunner:
             reader.shutdown()
 
     def drain(self) -> int:
-        """Process everything appended so far (tests, CLI tools); commands consumed."""
+        """Process everything appended so far (tests, CLI tools), snapshots stored;
+        commands consumed."""
         total = 0
         while (n := self.step()) > 0:
             total += n
+        self.wait_for_snapshot()
         return total
+
+
+def _encoded_state(engine: Engine) -> bytes:
+    """The canonical bytes of the engine's state (floats refused, as framing would)."""
+    state = engine.state()
+    refuse_floats(state, "EngineSnapshot.state")
+    return canonical_state(state)
+
+
+def _fork_state(engine: Engine) -> tuple[int, int]:
+    """Fork a child that writes :func:`_encoded_state` of `engine` (as it stands at the
+    fork) to a pipe and exits; (its pid, the pipe's reading end)."""
+    reader, writer = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(reader)
+        os.close(writer)
+        raise
+    if pid == 0:  # the child: write the state, and exit without any clean-up
+        code = 1
+        try:
+            os.close(reader)
+            view = memoryview(_encoded_state(engine))
+            while view:
+                view = view[os.write(writer, view) :]
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(writer)
+    return pid, reader
