@@ -548,6 +548,9 @@ def _fork_state(engine: Engine) -> tuple[int, int]:
     if pid == 0:  # the child: write the state, and exit without any clean-up
         code = 1
         try:
+            # No collection either: a finalizer run here (a garbage connection's, say)
+            # could act on what the child shares with its parent.
+            gc.disable()
             os.close(reader)
             view = memoryview(_encoded_state(engine))
             while view:
