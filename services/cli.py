@@ -136,7 +136,11 @@ def _engine_calendar(store: Any, asked: str | None) -> str:
     f"{BATCH['sqlite']:,} on SQLite.",
 )
 @click.option(
-    "--snapshot-every", default=50_000, show_default=True, help="Commands between snapshots."
+    "--snapshot-every",
+    default=50_000,
+    show_default=True,
+    help="Commands between snapshots, at least: one is taken after the page of commands "
+    "that reaches the count (a backlog's pages hold up to --batch commands).",
 )
 @click.option(
     "--tick",
