@@ -68,7 +68,7 @@ from services.exchange.config import EngineConfig
 from services.exchange.prices import price_band, vwap
 from services.registry.registry import AveragePrice, Registry
 
-__all__ = ["Account", "Engine", "Instrument", "canonical_state", "hash_state"]
+__all__ = ["Account", "Engine", "Instrument", "canonical_state", "hash_state", "state_digest"]
 
 # The hot path's events, built without ``type.__call__`` (see events.base.constructor).
 # Final, here and below: compiled (mypyc), a Final global is a C static, not a dict lookup.
@@ -238,7 +238,13 @@ def canonical_state(state: dict[str, Any]) -> bytes:
 def hash_state(state: dict[str, Any]) -> str:
     """The state hash of an engine state (:meth:`Engine.state_hash`), for a caller that
     has the state already: building it again for the hash doubles a snapshot's cost."""
-    return hashlib.sha256(canonical_state(state)).hexdigest()
+    return state_digest(canonical_state(state))
+
+
+def state_digest(canonical: bytes) -> str:
+    """The state hash of an engine state's canonical bytes (:func:`canonical_state`),
+    for a caller that has those already (a snapshot encoded in another process)."""
+    return hashlib.sha256(canonical).hexdigest()
 
 
 class Engine:

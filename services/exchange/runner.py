@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import hashlib
 import logging
 import os
 import threading
@@ -46,7 +45,7 @@ from infra.store import Store, Tracking
 from infra.supervise import supervise
 from services.exchange import native
 from services.exchange.config import EngineConfig
-from services.exchange.engine import Engine, canonical_state
+from services.exchange.engine import Engine, canonical_state, state_digest
 
 __all__ = ["BATCH", "ENGINE_READER", "EngineRunner", "ReplayMismatch"]
 
@@ -344,12 +343,13 @@ class EngineRunner:
             with os.fdopen(pipe, "rb") as reader:
                 state = reader.read()
             _, status = os.waitpid(pid, 0)
-            if os.waitstatus_to_exitcode(status) != 0 or not state:
+            code = os.waitstatus_to_exitcode(status)
+            if code != 0 or not state:
                 log.error(
                     "no snapshot at intake position %s: the process copying the state "
                     "exited with %s",
                     intake_position,
-                    os.waitstatus_to_exitcode(status),
+                    code,
                 )
                 return
             self._store_snapshot(state, intake_position, journal_position, time)
@@ -363,7 +363,7 @@ class EngineRunner:
         snapshot = EngineSnapshot(
             intake_position=intake_position,
             journal_position=journal_position,
-            state_hash=hashlib.sha256(state).hexdigest(),
+            state_hash=state_digest(state),
             # Its bytes as they are (see EngineSnapshot.state): not decoded to be encoded.
             state=cast("dict[str, Any]", orjson.Fragment(state)),
         )
