@@ -47,6 +47,8 @@ class Notifier:
         self.poll = poll
         self.generation = 0
         self._topics: dict[str, int] = {}
+        #: The highest hint announced with each topic's wake-ups (see :meth:`hint`).
+        self._hints: dict[str, int] = {}
         self._condition = threading.Condition()
         self._closed = False
         #: Called with the topic after every local poke: tells other processes (see
@@ -59,9 +61,12 @@ class Notifier:
         if self.broadcast is not None:
             self.broadcast(topic)
 
-    def wake(self, topic: str | None = None) -> None:
-        """Wake this process's readers only (a change another process announced)."""
+    def wake(self, topic: str | None = None, hint: int | None = None) -> None:
+        """Wake this process's readers only (a change another process announced), with
+        the `hint` it came with, if any."""
         with self._condition:
+            if hint is not None and topic is not None and hint > self._hints.get(topic, -1):
+                self._hints[topic] = hint
             self.generation += 1
             topics = self._topics
             if topic is None:
@@ -70,6 +75,12 @@ class Notifier:
             else:
                 topics[topic] = topics.get(topic, 0) + 1
             self._condition.notify_all()
+
+    def hint(self, topic: str) -> int | None:
+        """The highest number announced with `topic`'s wake-ups (a NOTIFY's payload), or
+        None if none came with one. What it means is the announcer's: for
+        ``projections``, every command up to that intake position is in the read models."""
+        return self._hints.get(topic)
 
     def count(self, topic: str | None = None) -> int:
         """The generation of `topic` (of any change when None), to hand to :meth:`wait`."""
@@ -125,7 +136,7 @@ class PostgresListener:
                     topics = self._channels
                     while not self._stop.is_set():
                         for notice in conn.notifies(timeout=0.2, stop_after=1):
-                            self._notifier.wake(topics.get(notice.channel))
+                            self._notifier.wake(topics.get(notice.channel), _hint(notice.payload))
             except psycopg.Error:
                 # The database went away: readers fall back to their poll period
                 # until we are back.
@@ -134,6 +145,11 @@ class PostgresListener:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=2)
+
+
+def _hint(payload: str) -> int | None:
+    """A NOTIFY's payload as a hint: a whole number, or none."""
+    return int(payload) if payload.isascii() and payload.isdigit() else None
 
 
 _sockets = itertools.count()

@@ -264,6 +264,11 @@ class Store:
         anything at all when None) may have changed."""
         return self._notifier.count(topic)
 
+    def hint(self, topic: str) -> int | None:
+        """The highest hint that came with `topic`'s wake-ups from other processes (on
+        PostgreSQL, a NOTIFY's payload), or None: see :meth:`infra.notify.Notifier.hint`."""
+        return self._notifier.hint(topic)
+
     def wait_for_change(self, seen: int, timeout: float, topic: str | None = None) -> int:
         """Wait until :meth:`generation` of `topic` moves past `seen` (or `timeout`);
         the new value."""

@@ -14,7 +14,7 @@ from typing import Any
 
 from events import accounts as a
 from events import exchange as x
-from infra.sqldb import Cursor, SqlDatabase
+from infra.sqldb import Cursor, SqlDatabase, array_literal
 from projections.base import Entry, Projection, Table
 
 __all__ = [
@@ -297,7 +297,7 @@ def _keyed(
         return []
     if db.dialect == "postgres":
         sql = f"{select} WHERE {_ID_RANGE.format(column)}{tail}"
-        return [(sql, (min(values), max(values), values))]
+        return [(sql, (min(values), max(values), array_literal(values, quoted=False)))]
     statements: list[tuple[str, Sequence[Any]]] = []
     for start in range(0, len(values), 500):
         chunk = values[start : start + 500]
@@ -439,6 +439,7 @@ def answered(db: SqlDatabase, causes: list[int]) -> dict[int, dict[str, Any]]:
         f"WHERE cause >= %s AND cause <= %s AND {_REACHED}"
     )
     if db.dialect == "postgres":
+        ids = array_literal(causes, quoted=False)
         answered_order = (
             f"{_ID_RANGE.format('order_id')} AND EXISTS "
             f"(SELECT 1 FROM rm_outcomes WHERE cause = order_id AND {_REACHED})"
@@ -446,8 +447,8 @@ def answered(db: SqlDatabase, causes: list[int]) -> dict[int, dict[str, Any]]:
         rows, fill_rows, order_rows = db.queries(
             [
                 (outcomes_sql, (lo, hi)),
-                (f"{_FILLS} WHERE {answered_order}{_FILLS_ORDER}", (lo, hi, causes)),
-                (f"{_SELECT} WHERE {answered_order}", (lo, hi, causes)),
+                (f"{_FILLS} WHERE {answered_order}{_FILLS_ORDER}", (lo, hi, ids)),
+                (f"{_SELECT} WHERE {answered_order}", (lo, hi, ids)),
             ]
         )
     else:

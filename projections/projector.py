@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from events.codec import decode
 from infra.recorders import Row
-from infra.sqldb import Cursor, SqlDatabase
+from infra.sqldb import Cursor, SqlDatabase, array_literal
 from infra.store import PROJECTIONS, PROJECTIONS_CHANNEL, Store
 from projections.base import Entry, Projection, Table
 from projections.parallel import can_share, importable, rebuild_in_workers, split
@@ -193,7 +193,7 @@ class Projector:
         touched = [p for p in self.projections if self.positions[p.name] < last]
         postgres = self.db.dialect == "postgres"
         try:
-            self._apply(rows, touched)
+            cause = self._apply(rows, touched)
             # Rows are built before the transaction opens: on SQLite it holds the one
             # write lock that the engine and the other rebuild workers wait for.
             writes = self.db.plan()
@@ -201,7 +201,10 @@ class Projector:
                 # First in the transaction, so that a loser is refused before it writes.
                 writes.execute(
                     "SELECT rm_check_positions(%s::text[], %s::bigint[])",
-                    ([p.name for p in touched], [self.positions[p.name] for p in touched]),
+                    (
+                        array_literal([p.name for p in touched], quoted=True),
+                        array_literal([self.positions[p.name] for p in touched], quoted=False),
+                    ),
                 )
             for projection in touched:
                 projection.flush(writes)
@@ -209,7 +212,14 @@ class Projector:
             # sent as one pipeline, and each statement outside it is a round trip.
             self._record(writes, [projection.name for projection in touched], last)
             if postgres:
-                writes.execute(f"NOTIFY {PROJECTIONS_CHANNEL}")
+                # Its payload: the last command whose results this batch completes.
+                # Every earlier one's are in too (the journal holds commands' results
+                # in intake order), so a gateway with none of its commands that far
+                # along need not look (infra.notify.Notifier.hint).
+                writes.execute(
+                    "SELECT pg_notify(%s, %s)",
+                    (PROJECTIONS_CHANNEL, "" if cause is None else str(cause)),
+                )
                 # The plan checks the positions itself (rm_check_positions, first).
                 # The whole transaction in one round trip where it can be (a live
                 # batch's were ~8, each a wake-up of this process and of its server
@@ -234,12 +244,14 @@ class Projector:
         self.store.poke(PROJECTIONS)
         return len(rows)
 
-    def _apply(self, rows: list[Row], projections: list[Projection]) -> None:
-        """Feed each entry to the projections that handle its type and have not seen it.
+    def _apply(self, rows: list[Row], projections: list[Projection]) -> int | None:
+        """Feed each entry to the projections that handle its type and have not seen it;
+        the cause (intake position) of the last entry that has one, if any was decoded.
 
         Routing goes by the stored type name, so each entry is decoded once, for all of
         them, and not at all when none of them cares.
         """
+        cause = None
         routes: dict[str, list[tuple[int, Handler]]] = {}
         positions = self.positions
         for row in rows:
@@ -253,9 +265,12 @@ class Projector:
             if route:
                 entry = decode(row.payload)  # its seal ignored: the table is trusted
                 position = entry.position
+                if entry.cause is not None:
+                    cause = entry.cause
                 for seen, handle in route:
                     if position > seen:
                         handle(entry)
+        return cause
 
     def _check_positions(self, cursor: Cursor, projections: list[Projection]) -> None:
         """Inside the batch's transaction (and locking the rows on PostgreSQL): each

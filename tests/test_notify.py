@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from events import frame
 from events.accounts import CashDeposited
-from infra.notify import DatagramBroadcast, Notifier, sweep_stale
+from infra.notify import DatagramBroadcast, Notifier, _hint, sweep_stale
 from infra.store import PROJECTIONS, PROJECTIONS_CHANNEL, Store, open_store
+from projections import all_projections
+from projections.projector import Projector
+from services.gateway.submit import OutcomeWatcher
 
 
 def _deposit(store: Store, amount: int) -> None:
@@ -109,3 +116,73 @@ def test_a_change_without_a_topic_wakes_every_reader() -> None:
     notifier.poke()
     for topic, count in seen.items():
         assert notifier.wait(count, 5, topic) == count + 1
+
+
+def test_a_wake_up_keeps_the_highest_hint_of_its_topic() -> None:
+    notifier = Notifier(poll=60.0)
+    assert notifier.hint(PROJECTIONS) is None
+    for hint in (5, 9, 7, None):
+        notifier.wake(PROJECTIONS, hint)
+    assert notifier.hint(PROJECTIONS) == 9  # notices may cross: it never goes back
+    assert notifier.hint("journal") is None
+    assert [_hint(p) for p in ("12", "", "x1", "²", "-3")] == [12, None, None, None, None]
+
+
+def _await(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_a_projector_batch_announces_the_last_command_it_completed(pg_url: str) -> None:
+    """On PostgreSQL a projector's commit tells every process how far it got: the intake
+    position of the last command whose results the batch holds."""
+    with open_store(pg_url) as reader, open_store(pg_url) as writer:
+        projector = Projector(writer, all_projections())
+        writer.journal.append(
+            [frame(CashDeposited(enterprise_id="E1", amount=a), 1_000, cause=c)
+             for a, c in ((5, 7), (6, 8))]
+        )  # fmt: skip
+        writer.journal.append([frame(CashDeposited(enterprise_id="E1", amount=7), 2_000)])
+        assert projector.step() == 3
+        assert _await(lambda: reader.hint(PROJECTIONS) == 8)  # the causeless entry: no news
+
+
+def test_the_outcome_watcher_looks_only_once_a_batch_reached_its_commands(pg_url: str) -> None:
+    """A gateway waiting for the outcome of intake position 100 is woken by every batch of
+    the read models; one announced as ending at 50 (another worker's orders) has nothing
+    for it and costs no lookup; one ending at 100 does. Polling is made far longer than
+    the test, so only wake-ups count."""
+    with open_store(pg_url) as store:
+        Projector(store, all_projections())  # the read models' tables
+        lookups: list[list[int]] = []
+
+        class Counting(OutcomeWatcher):
+            def _lookup(self, causes: list[int]) -> dict[int, dict[str, Any]]:
+                lookups.append(list(causes))
+                return super()._lookup(causes)
+
+        watcher = Counting(store, poll=60.0)
+
+        def announce(hint: str) -> None:
+            store.sql.query("SELECT pg_notify(%s, %s)", (PROJECTIONS_CHANNEL, hint))
+
+        async def scenario() -> None:
+            waiting = asyncio.create_task(watcher.wait_many([100], 60))
+            await asyncio.to_thread(_await, lambda: len(lookups) == 1)  # the first look
+            announce("50")
+            assert await asyncio.to_thread(_await, lambda: store.hint(PROJECTIONS) == 50)
+            await asyncio.sleep(0.3)
+            assert len(lookups) == 1
+            announce("100")
+            assert await asyncio.to_thread(_await, lambda: len(lookups) == 2)
+            assert lookups[-1] == [100]
+            waiting.cancel()
+
+        try:
+            asyncio.run(scenario())
+        finally:
+            watcher.close()

@@ -165,3 +165,25 @@ def test_an_ended_threads_sqlite_connection_is_closed_when_another_thread_connec
     db.close()
     with pytest.raises(sqlite3.ProgrammingError):
         opened[1].execute("SELECT 2")
+
+
+def test_a_pipelined_write_finds_its_rows_by_key(pg_url: str) -> None:
+    """A pipelined write (a live projector batch) tells the planner to go by the keys:
+    until autovacuum first analyzes a table, the planner knew only its size and scanned
+    every resting order to delete a batch's few. Other transactions keep the defaults."""
+    with open_store(pg_url) as store:
+        db = store.sql
+        with db.transaction() as cursor:
+            cursor.execute("CREATE TABLE seen (via TEXT, seqscan TEXT, hashjoin TEXT)")
+        probe = (
+            "INSERT INTO seen SELECT %s, current_setting('enable_seqscan'), "
+            "current_setting('enable_hashjoin')"
+        )
+        with db.pipelined() as cursor:
+            cursor.execute(probe, ("pipelined",))
+        with db.transaction() as cursor:  # likely the same pooled connection: SET LOCAL
+            cursor.execute(probe, ("transaction",))
+        assert sorted(db.query("SELECT * FROM seen")) == [
+            ("pipelined", "off", "off"),
+            ("transaction", "on", "on"),
+        ]

@@ -25,7 +25,7 @@ from typing import Any
 from events.base import Event
 from events.codec import frame
 from events.commands import PlaceOrder
-from infra.sqldb import SqlDatabase
+from infra.sqldb import SqlDatabase, array_literal
 from infra.store import PROJECTIONS, Store
 from projections.orders import answered
 
@@ -165,7 +165,10 @@ def used_client_ids(db: SqlDatabase, wanted: list[tuple[str, str]]) -> set[tuple
                 "SELECT w.eid, w.coid FROM unnest(%s::text[], %s::text[]) AS w(eid, coid) "
                 "CROSS JOIN LATERAL (SELECT 1 FROM rm_orders o WHERE o.enterprise_id = w.eid "
                 "AND o.client_order_id = w.coid OFFSET 0) AS found",
-                ([eid for eid, _ in chunk], [coid for _, coid in chunk]),
+                (
+                    array_literal([eid for eid, _ in chunk], quoted=True),
+                    array_literal([coid for _, coid in chunk], quoted=True),
+                ),
                 replan=True,
             )
         else:
@@ -251,6 +254,7 @@ class OutcomeWatcher:
 
     def _run(self) -> None:
         seen = self.store.generation(PROJECTIONS)
+        look = True
         while not self._stop.is_set():
             with self._lock:
                 causes = sorted(self._pending)
@@ -258,18 +262,26 @@ class OutcomeWatcher:
                 self._wake.wait(self.poll)
                 self._wake.clear()
                 seen = self.store.generation(PROJECTIONS)
+                look = True
                 continue
-            try:
-                found = self._lookup(causes)
-            except Exception:
-                log.exception("outcome lookup failed")
-                self._stop.wait(self.poll)
-                continue
-            if found:
-                self._hand_out(found)
+            if look:
+                try:
+                    found = self._lookup(causes)
+                except Exception:
+                    log.exception("outcome lookup failed")
+                    self._stop.wait(self.poll)
+                    continue
+                if found:
+                    self._hand_out(found)
             # Outcomes appear only when the read models move on: appends to the logs
             # (this and other workers' intake, the engine's journal) do not wake it.
-            seen = self.store.wait_for_change(seen, self.poll, PROJECTIONS)
+            before, seen = seen, self.store.wait_for_change(seen, self.poll, PROJECTIONS)
+            # A projector's batch that ends before this worker's first waiting command
+            # (its hint says how far it got: another worker's orders, a tick) has
+            # nothing for it: about half the wake-ups with two workers. Without a hint,
+            # or once a poll period passed without one, look.
+            hint = self.store.hint(PROJECTIONS)
+            look = seen == before or hint is None or hint >= causes[0]
 
     def _hand_out(self, found: dict[int, dict[str, Any]]) -> None:
         """Give each waiter its rows; wake the loop of every waiter now complete."""
