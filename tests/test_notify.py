@@ -154,8 +154,10 @@ def test_a_projector_batch_announces_the_last_command_it_completed(pg_url: str) 
 def test_the_outcome_watcher_looks_only_once_a_batch_reached_its_commands(pg_url: str) -> None:
     """A gateway waiting for the outcome of intake position 100 is woken by every batch of
     the read models; one announced as ending at 50 (another worker's orders) has nothing
-    for it and costs no lookup; one ending at 100 does. Polling is made far longer than
-    the test, so only wake-ups count."""
+    for it and costs no lookup; one ending at 100 does. A request that starts waiting
+    for position 200 once the read models are known to stand at 150 is not looked up
+    for until a batch reaches it. Polling is made far longer than the test, so only
+    wake-ups count."""
     with open_store(pg_url) as store:
         Projector(store, all_projections())  # the read models' tables
         lookups: list[list[int]] = []
@@ -167,20 +169,34 @@ def test_the_outcome_watcher_looks_only_once_a_batch_reached_its_commands(pg_url
 
         watcher = Counting(store, poll=60.0)
 
-        def announce(hint: str) -> None:
-            store.sql.query("SELECT pg_notify(%s, %s)", (PROJECTIONS_CHANNEL, hint))
+        def announce(hint: int) -> None:
+            store.sql.query("SELECT pg_notify(%s, %s)", (PROJECTIONS_CHANNEL, str(hint)))
+
+        async def looked(count: int) -> bool:
+            return await asyncio.to_thread(_await, lambda: len(lookups) == count)
 
         async def scenario() -> None:
-            waiting = asyncio.create_task(watcher.wait_many([100], 60))
-            await asyncio.to_thread(_await, lambda: len(lookups) == 1)  # the first look
-            announce("50")
+            first = asyncio.create_task(watcher.wait_many([100], 60))
+            assert await looked(1)  # no hint yet: it looks at once
+            announce(50)
             assert await asyncio.to_thread(_await, lambda: store.hint(PROJECTIONS) == 50)
             await asyncio.sleep(0.3)
             assert len(lookups) == 1
-            announce("100")
-            assert await asyncio.to_thread(_await, lambda: len(lookups) == 2)
+            announce(100)
+            assert await looked(2)
             assert lookups[-1] == [100]
-            waiting.cancel()
+            first.cancel()
+            assert await asyncio.to_thread(_await, lambda: not watcher._pending)
+            announce(150)  # a wake-up with nothing waiting: the watcher idles till a request
+            assert await asyncio.to_thread(_await, lambda: store.hint(PROJECTIONS) == 150)
+            await asyncio.sleep(0.2)
+            second = asyncio.create_task(watcher.wait_many([200], 60))
+            await asyncio.sleep(0.3)
+            assert len(lookups) == 2
+            announce(200)
+            assert await looked(3)
+            assert lookups[-1] == [200]
+            second.cancel()
 
         try:
             asyncio.run(scenario())

@@ -254,7 +254,7 @@ class OutcomeWatcher:
 
     def _run(self) -> None:
         seen = self.store.generation(PROJECTIONS)
-        look = True
+        timed_out = False
         while not self._stop.is_set():
             with self._lock:
                 causes = sorted(self._pending)
@@ -262,9 +262,16 @@ class OutcomeWatcher:
                 self._wake.wait(self.poll)
                 self._wake.clear()
                 seen = self.store.generation(PROJECTIONS)
-                look = True
+                timed_out = False
                 continue
-            if look:
+            # Look only if the read models may hold something new for it. A projector's
+            # batch tells how far it got (its hint): one that ends before this worker's
+            # first waiting command has nothing for it, nor has the state a request just
+            # appended finds (about half the wake-ups with two workers, and a lookup at
+            # every request's start). Without a hint, or once a poll period passed
+            # without a wake-up, look.
+            hint = self.store.hint(PROJECTIONS)
+            if timed_out or hint is None or hint >= causes[0]:
                 try:
                     found = self._lookup(causes)
                 except Exception:
@@ -276,12 +283,7 @@ class OutcomeWatcher:
             # Outcomes appear only when the read models move on: appends to the logs
             # (this and other workers' intake, the engine's journal) do not wake it.
             before, seen = seen, self.store.wait_for_change(seen, self.poll, PROJECTIONS)
-            # A projector's batch that ends before this worker's first waiting command
-            # (its hint says how far it got: another worker's orders, a tick) has
-            # nothing for it: about half the wake-ups with two workers. Without a hint,
-            # or once a poll period passed without one, look.
-            hint = self.store.hint(PROJECTIONS)
-            look = seen == before or hint is None or hint >= causes[0]
+            timed_out = seen == before
 
     def _hand_out(self, found: dict[int, dict[str, Any]]) -> None:
         """Give each waiter its rows; wake the loop of every waiter now complete."""
