@@ -172,30 +172,33 @@ def test_the_outcome_watcher_looks_only_once_a_batch_reached_its_commands(pg_url
         def announce(hint: int) -> None:
             store.sql.query("SELECT pg_notify(%s, %s)", (PROJECTIONS_CHANNEL, str(hint)))
 
+        async def heard(hint: int) -> None:
+            """Announce a batch that got as far as `hint`, and wait till the hint is in."""
+            announce(hint)
+            assert await asyncio.to_thread(_await, lambda: store.hint(PROJECTIONS) == hint)
+
         async def looked(count: int) -> bool:
             return await asyncio.to_thread(_await, lambda: len(lookups) == count)
+
+        async def looked_once_reached(cause: int, before: int) -> None:
+            """No lookup for `cause` (`before` lookups so far) until a batch reaches it."""
+            await asyncio.sleep(0.3)
+            assert len(lookups) == before
+            announce(cause)
+            assert await looked(before + 1)
+            assert lookups[-1] == [cause]
 
         async def scenario() -> None:
             first = asyncio.create_task(watcher.wait_many([100], 60))
             assert await looked(1)  # no hint yet: it looks at once
-            announce(50)
-            assert await asyncio.to_thread(_await, lambda: store.hint(PROJECTIONS) == 50)
-            await asyncio.sleep(0.3)
-            assert len(lookups) == 1
-            announce(100)
-            assert await looked(2)
-            assert lookups[-1] == [100]
+            await heard(50)
+            await looked_once_reached(100, before=1)
             first.cancel()
             assert await asyncio.to_thread(_await, lambda: not watcher._pending)
-            announce(150)  # a wake-up with nothing waiting: the watcher idles till a request
-            assert await asyncio.to_thread(_await, lambda: store.hint(PROJECTIONS) == 150)
+            await heard(150)  # a wake-up with nothing waiting: it idles till a request
             await asyncio.sleep(0.2)
             second = asyncio.create_task(watcher.wait_many([200], 60))
-            await asyncio.sleep(0.3)
-            assert len(lookups) == 2
-            announce(200)
-            assert await looked(3)
-            assert lookups[-1] == [200]
+            await looked_once_reached(200, before=2)
             second.cancel()
 
         try:
