@@ -48,6 +48,8 @@ LOOPBACK = "127.0.0.1"
 _DEBIAN_PG_ROOT = Path("/usr/lib/postgresql")
 #: PostgreSQL refuses to run as root, so as root we drop to this OS account.
 _PG_OS_USER = "postgres"
+#: The WAL segment size initdb gives a cluster unless told otherwise (ours are not).
+_WAL_SEGMENT_MB = 16
 #: Environment variables tansu reads as defaults for its flags; scrubbed from its environment.
 _TANSU_ENV_SETTINGS = frozenset(
     {
@@ -172,7 +174,8 @@ class PostgresServer:
     Trust auth on loopback only, superuser ``postgres``, and a ``carbonx`` database created at
     start-up. By default durability is switched off (fsync, synchronous_commit and
     full_page_writes): the data is thrown away anyway, and commits stop waiting on the disk.
-    Pass ``durable=True`` for benchmarks that must measure real commit costs.
+    Pass ``durable=True`` for benchmarks that must measure real commit costs, and
+    ``recycled_wal_segments`` to start with the WAL a server in service has (see there).
 
     Use as a context manager, or call ``start()`` / ``stop()``; ``stop()`` is idempotent and
     also runs at interpreter exit so an aborted run does not leave a postmaster behind.
@@ -187,7 +190,22 @@ class PostgresServer:
         bindir: str | os.PathLike[str] | None = None,
         startup_timeout: float = 30.0,
         extra_settings: Mapping[str, str] | None = None,
+        recycled_wal_segments: int = 0,
     ) -> None:
+        """``recycled_wal_segments``: WAL segments to create, and have a checkpoint recycle
+        for reuse, before the server is handed over.
+
+        A fresh cluster has one WAL segment. Each time the WAL crosses into a new one,
+        PostgreSQL creates the file, writes its 16 MB of zeros and fsyncs it, and every
+        commit waits behind that. A server in service has earlier segments renamed for
+        reuse at each checkpoint (`min_wal_size`), so it seldom creates one. A durable
+        benchmark that runs on a fresh cluster would otherwise measure that warm-up: in
+        `bench_http.py` on PostgreSQL, the slowest two requests of every ~0.7 s (one
+        segment at 5,000-6,000 orders/s) took 65-85 ms against a p50 of 24 ms.
+        """
+        if recycled_wal_segments < 0:
+            raise ValueError("recycled_wal_segments must be >= 0")
+        self._recycled_wal_segments = recycled_wal_segments
         self._requested_port = port
         self._port = port if port is not None else 0
         self._dbname = dbname
@@ -296,6 +314,17 @@ class PostgresServer:
 
         with psycopg.connect(self.url_for("postgres"), autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self._dbname)))
+            self._recycle_wal(conn)
+
+    def _recycle_wal(self, conn: psycopg.Connection[Any]) -> None:
+        """Fill and switch away from ``recycled_wal_segments`` segments, then checkpoint:
+        the checkpoint renames them as the next ones (`min_wal_size` keeps them all)."""
+        for _ in range(self._recycled_wal_segments):
+            # A switch needs a record in the segment; a logical message is one, with no table.
+            conn.execute("SELECT pg_logical_emit_message(false, 'carbonx', '')")
+            conn.execute("SELECT pg_switch_wal()")
+        if self._recycled_wal_segments:
+            conn.execute("CHECKPOINT")
 
     @staticmethod
     def _postgres_os_user() -> tuple[int, int]:
@@ -359,6 +388,10 @@ class PostgresServer:
         settings: dict[str, str] = {"listen_addresses": LOOPBACK, "max_connections": "200"}
         if not self._durable:
             settings |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+        if self._recycled_wal_segments:
+            # Recycle rather than remove at checkpoints, up to what was asked for.
+            size_mb = max(80, _WAL_SEGMENT_MB * (self._recycled_wal_segments + 2))
+            settings["min_wal_size"] = f"{size_mb}MB"
         settings |= self._extra_settings
         cmd = [
             str(bindir / "postgres"),

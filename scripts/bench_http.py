@@ -21,14 +21,17 @@ the same figures as `single_*`. The baseline, measured in the same run against t
 server, is `GET /healthz`: the HTTP stack's own request rate, the ceiling for any
 one-request-per-order client. Clients and server share this machine's cores, which
 the figures include. PostgreSQL runs durable (fsync and synchronous commit on), as in
-`bench_engine.py`: a commit waits for the disk.
+`bench_engine.py`: a commit waits for the disk. It starts with the run's WAL segments
+already created and recycled, as a server in service has them
+(`PostgresServer(recycled_wal_segments=…)`): on a fresh cluster every 16 MB of WAL
+(~0.7 s of this run) stalls every commit while PostgreSQL zero-fills the next segment.
 
 The last line is one JSON object with the figures: `sqlite_orders_per_s` and
 `postgres_orders_per_s` from the headline run, `p50_ms` and `p99_ms` the worse of the
 two backends' (each backend's own as `sqlite_p99_ms` etc.), and the `single_*` figures.
 
     python scripts/bench_http.py [--n 15000] [--batch 100] [--batch-clients 2]
-        [--single N/5] [--clients 32] [--workers 2]
+        [--single N/5] [--clients 32] [--workers 2] [--fresh-wal]
 """
 
 from __future__ import annotations
@@ -57,6 +60,9 @@ from scripts.processes import ROOT
 SELLER, BUYER = "E-DEMO-3", "E-DEMO-2"
 #: Prices around the reference (6,000 fen): bids 5,990-6,010, asks 6,000-6,020.
 BID, ASK = 5_990, 6_000
+#: Bytes of WAL to allow per order placed, with room to spare (measured: ~5.2 KB, all
+#: writes of the default run included).
+_WAL_PER_ORDER = 8 << 10
 
 
 def _token(db: str, role: str, enterprise: str | None = None) -> str:
@@ -279,13 +285,21 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=2, help="HTTP worker processes of `carbonx serve`"
     )
+    parser.add_argument(
+        "--fresh-wal", action="store_true",
+        help="run PostgreSQL on a fresh cluster's WAL, creating each segment as it fills "
+        "(by default the run's segments are created and recycled first, as in service)",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.single is None:
         args.single = args.n // 5
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         results["sqlite"] = run(f"sqlite:///{tmp}/bench.db", args)
-    with PostgresServer(durable=True) as server:  # commits wait for the disk, as in use
+    orders = args.n + args.single + 200  # with the warm-up's
+    segments = 0 if args.fresh_wal else -(-orders * _WAL_PER_ORDER // (16 << 20)) + 2
+    # Commits wait for the disk, and the WAL is recycled, as in use.
+    with PostgresServer(durable=True, recycled_wal_segments=segments) as server:
         results["postgres"] = run(server.url, args)
     for backend, r in results.items():
         print(f"{backend}, {args.batch} orders per request, {args.batch_clients} clients: "
