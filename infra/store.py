@@ -18,7 +18,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -35,7 +35,14 @@ from infra.chain_worker import check_range
 from infra.chainscan import WORKER_PAGE, default_workers, merge, plan, verify_in_workers
 from infra.checkpoint import Checkpointer
 from infra.notify import DatagramBroadcast, Notifier, PostgresListener
-from infra.recorders import Appended, LogRecorder, PostgresLogRecorder, Row, SQLiteLogRecorder
+from infra.recorders import (
+    Appended,
+    Claim,
+    LogRecorder,
+    PostgresLogRecorder,
+    Row,
+    SQLiteLogRecorder,
+)
 from infra.sqldb import PostgresDatabase, SqlDatabase, SQLiteDatabase
 from infra.writegate import WriteGate
 
@@ -77,15 +84,19 @@ class Log:
         pending: Iterable[Pending],
         tracking: Tracking | None = None,
         follows: int | None = None,
+        claims: Sequence[Claim] = (),
     ) -> Appended | None:
-        """Append every entry of `pending`, and `tracking`, in ONE transaction.
+        """Append every entry of `pending`, and `tracking`, and `claims`, in ONE
+        transaction.
 
         All or nothing: if `pending` raises while it is being consumed, or the tracking
         position does not move forward, or (with `follows`) the stored tracking position
-        is not exactly `follows` (:class:`infra.recorders.TrackingConflict`), nothing is
-        written. Returns None when `pending` was empty.
+        is not exactly `follows` (:class:`infra.recorders.TrackingConflict`), or one of
+        the (scope, key) `claims` was claimed before or repeats
+        (:class:`infra.recorders.Claimed`), nothing is written. Returns None when
+        `pending` was empty.
         """
-        appended = self._recorder.append(pending, tracking, follows)
+        appended = self._recorder.append(pending, tracking, follows, claims)
         if appended is not None:
             self._notifier.poke(self.name)
         return appended

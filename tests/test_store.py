@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from rawsql import delete_journal_entry, raw_sql
@@ -11,7 +11,7 @@ from rawsql import delete_journal_entry, raw_sql
 from events import ChainWalker, decode, frame
 from events.accounts import CashDeposited
 from events.codec import Pending
-from infra.recorders import TrackingConflict
+from infra.recorders import Claimed, TrackingConflict
 from infra.store import Store, Tracking, open_store
 
 
@@ -20,6 +20,29 @@ def _pending(n: int, start: int = 0, tag: str = "E") -> list[Pending]:
         frame(CashDeposited(enterprise_id=f"{tag}{i % 200}", amount=i), 1_700_000_000_000_000 + i)
         for i in range(start, start + n)
     ]
+
+
+def _in_two_writers(store_url: str, write: Callable[[Store, str], None]) -> None:
+    """Run `write(store, tag)` for tags "A" and "B" at once, each in a thread with a
+    store of its own (as two processes have); re-raise what either raised."""
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def writer(tag: str) -> None:
+        try:
+            with open_store(store_url) as own:
+                start.wait()
+                write(own, tag)
+        except BaseException as error:  # surfaced below
+            errors.append(error)
+
+    threads = [threading.Thread(target=writer, args=(tag,)) for tag in ("A", "B")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
 
 
 @pytest.fixture
@@ -86,22 +109,12 @@ def test_tracking_that_does_not_advance_refuses_the_whole_batch(store: Store) ->
 
 def test_two_writers_never_interleave_inside_a_batch_and_leave_no_gaps(store_url: str) -> None:
     batches, size = 30, 200
-    errors: list[BaseException] = []
 
-    def writer(tag: str) -> None:
-        try:
-            with open_store(store_url) as own:
-                for b in range(batches):
-                    own.journal.append(_pending(size, start=b * size, tag=f"{tag}{b}-"))
-        except BaseException as error:  # surfaced below
-            errors.append(error)
+    def write(own: Store, tag: str) -> None:
+        for b in range(batches):
+            own.journal.append(_pending(size, start=b * size, tag=f"{tag}{b}-"))
 
-    threads = [threading.Thread(target=writer, args=(tag,)) for tag in ("A", "B")]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
+    _in_two_writers(store_url, write)
 
     with open_store(store_url) as check:
         rows = [row for page in check.journal.pages() for row in page]
@@ -114,6 +127,55 @@ def test_two_writers_never_interleave_inside_a_batch_and_leave_no_gaps(store_url
             }
             assert len(owners) == 1, f"batch at {start + 1} interleaves {owners}"
         assert check.journal.verify().ok
+
+
+def test_a_claim_is_taken_once_and_a_taken_one_refuses_the_whole_append(store: Store) -> None:
+    first = store.intake.append(_pending(3), claims=[("E1", "a"), ("E1", "b")])
+    assert first is not None
+    head = store.intake.head()
+
+    # "b" is taken: nothing of this append is written, "c" included.
+    with pytest.raises(Claimed) as refused:
+        store.intake.append(_pending(2, start=3), claims=[("E1", "c"), ("E1", "b")])
+    assert refused.value.pairs == [("E1", "b")]
+    assert store.intake.head() == head
+    # Nor twice in one append.
+    with pytest.raises(Claimed) as twice:
+        store.intake.append(_pending(2, start=3), claims=[("E1", "d"), ("E1", "d")])
+    assert twice.value.pairs == [("E1", "d")]
+    assert store.intake.head() == head
+
+    # "c" and "d" were left free; the same key in another scope is another claim.
+    after = store.intake.append(_pending(2, start=3), claims=[("E1", "c"), ("E2", "b")])
+    assert after is not None and (after.first, after.last) == (4, 5)
+    assert store.intake.append(_pending(1, start=5), claims=[("E1", "d")]) is not None
+    with pytest.raises(Claimed):
+        store.intake.append(_pending(1, start=6), claims=[("E2", "b")])
+    # Claims belong to their log, and an append without claims checks none.
+    assert store.journal.append(_pending(1), claims=[("E1", "a")]) is not None
+    assert store.intake.append(_pending(1, start=6)) is not None
+
+
+def test_two_writers_claiming_the_same_keys_take_each_once(store_url: str) -> None:
+    """Writers in separate processes' stores, racing for the same keys: each key goes
+    to exactly one append, and the refused appends leave no entries behind."""
+    rounds = 40
+    won: dict[str, list[int]] = {"A": [], "B": []}
+
+    def write(own: Store, tag: str) -> None:
+        for r in range(rounds):
+            try:
+                own.intake.append(_pending(5, tag=f"{tag}{r}-"), claims=[("E", f"k{r}")])
+            except Claimed:
+                continue
+            won[tag].append(r)
+
+    _in_two_writers(store_url, write)
+    assert sorted(won["A"] + won["B"]) == list(range(rounds))
+    with open_store(store_url) as check:
+        rows = [row for page in check.intake.pages() for row in page]
+        assert [row.position for row in rows] == list(range(1, 5 * rounds + 1))
+        assert check.intake.verify().ok
 
 
 def test_the_chain_continues_across_reopening(store_url: str) -> None:

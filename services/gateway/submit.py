@@ -25,6 +25,7 @@ from typing import Any
 from events.base import Event
 from events.codec import frame
 from events.commands import PlaceOrder
+from infra.recorders import Claimed
 from infra.sqldb import SqlDatabase, array_literal
 from infra.store import PROJECTIONS, Store
 from projections.orders import answered
@@ -45,7 +46,6 @@ class IntakeBatcher:
         self.max_batch = max_batch
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._recent: dict[tuple[str, str], None] = {}  # insertion-ordered: oldest first
         self.start()
 
     def start(self) -> None:
@@ -80,23 +80,41 @@ class IntakeBatcher:
                     break
                 batch.append(more)
                 size += len(more[0])
-            batch = self._refuse_reused_client_ids(batch)
-            if not batch:
-                continue
+            self._append(self._refuse_reused_client_ids(batch))
+
+    def _append(self, batch: list[_Item]) -> None:
+        """Append `batch` in one transaction that claims its client order ids; a group
+        whose id turns out to be taken (by another writer since the read models were
+        asked) is refused, and the rest appended again."""
+        while batch:
+            claims = [key for cmds, _, _ in batch for key in _client_ids(cmds)]
             try:
                 appended = self.store.intake.append(
-                    frame(cmd, time) for cmds, time, _ in batch for cmd in cmds
+                    (frame(cmd, time) for cmds, time, _ in batch for cmd in cmds),
+                    claims=claims,
                 )
+            except Claimed as claimed:
+                taken = set(claimed.pairs)
+                kept = []
+                for item in batch:
+                    reused = next((key for key in _client_ids(item[0]) if key in taken), None)
+                    if reused is None:
+                        kept.append(item)
+                    else:
+                        _settle(item[2], exception=ReusedClientOrderId(*reused))
+                batch = kept
+                continue
             except Exception as error:  # the store is down: every waiter learns it
                 log.exception("intake append failed")
                 for _, _, future in batch:
                     _settle(future, exception=error)
-                continue
+                return
             assert appended is not None
             position = appended.first
             for cmds, _, future in batch:
                 _settle(future, result=position)
                 position += len(cmds)
+            return
 
     def close(self) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -104,44 +122,41 @@ class IntakeBatcher:
             self._thread.join(timeout=5)
 
     def _refuse_reused_client_ids(self, batch: list[_Item]) -> list[_Item]:
-        """`client_order_id` is unique per enterprise: one query for the whole batch,
-        plus the ids this writer appended that the read models may not show yet."""
-        wanted = [
-            (cmd.enterprise_id, cmd.client_order_id)
-            for cmds, _, _ in batch
-            for cmd in cmds
-            if isinstance(cmd, PlaceOrder)
-        ]
+        """Refuse the groups that reuse a client order id the read models hold, or one
+        of an earlier group of the batch, or their own: one query for the whole batch,
+        before the intake's lock is taken. The append's claims decide the rest (ids
+        appended but not yet projected, and other writers')."""
+        wanted = [key for cmds, _, _ in batch for key in _client_ids(cmds)]
         if not wanted:
             return batch
         try:
             used = used_client_ids(self.store.sql, wanted)
-        except Exception:  # the read side is down: the append will tell the truth
+        except Exception:  # the read side is down: the claims still hold
             log.exception("client order id check failed")
             used = set()
         kept = []
         for item in batch:
-            keys = [
-                (cmd.enterprise_id, cmd.client_order_id)
-                for cmd in item[0]
-                if isinstance(cmd, PlaceOrder)
-            ]
+            keys = _client_ids(item[0])
             seen: set[tuple[str, str]] = set()
             reused = None
             for key in keys:
-                if key in used or key in self._recent or key in seen:
+                if key in used or key in seen:
                     reused = key
                     break
                 seen.add(key)
             if reused is not None:
                 _settle(item[2], exception=ReusedClientOrderId(*reused))
                 continue
-            for key in keys:
-                self._recent[key] = None
-            while len(self._recent) > RECENT_IDS:
-                self._recent.pop(next(iter(self._recent)))
+            used.update(keys)
             kept.append(item)
         return kept
+
+
+def _client_ids(commands: list[Event]) -> list[tuple[str, str]]:
+    """The (enterprise, client order id) pairs of the orders among `commands`."""
+    return [
+        (cmd.enterprise_id, cmd.client_order_id) for cmd in commands if isinstance(cmd, PlaceOrder)
+    ]
 
 
 def used_client_ids(db: SqlDatabase, wanted: list[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -186,11 +201,6 @@ class ReusedClientOrderId(ValueError):
         super().__init__(f"client_order_id {client_order_id!r} was already used by {enterprise_id}")
         self.enterprise_id = enterprise_id
         self.client_order_id = client_order_id
-
-
-#: How many recently appended client order ids a writer remembers (the read models
-#: answer for anything older).
-RECENT_IDS = 200_000
 
 
 class _Waiter:
