@@ -42,6 +42,7 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
 from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore, SQLiteProcessRecorder
 from psycopg.errors import DivisionByZero, UniqueViolation
+from psycopg.pq import TransactionStatus
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composable, Identifier, Literal
 
@@ -108,6 +109,9 @@ class Claimed(IntegrityError):
     """Pairs an append claimed were claimed before (or twice in it): nothing was written."""
 
     def __init__(self, pairs: Sequence[Claim]) -> None:
+        if not pairs:
+            raise ValueError("Claimed needs the pairs that were taken")
+        # As tuples whatever the driver's rows are, so that callers can compare them.
         self.pairs = sorted({(scope, key) for scope, key in pairs})
         scope, key = self.pairs[0]
         more = f" and {len(self.pairs) - 1} more" if len(self.pairs) > 1 else ""
@@ -433,8 +437,12 @@ class PostgresLogRecorder(PostgresProcessRecorder):
                     assert tracking is not None
                     raise _not_forward(tracking) from error
             except BaseException:
-                with contextlib.suppress(Exception):
-                    conn.execute("ROLLBACK")
+                # Not after a refused claim, which rolled back already: a second
+                # ROLLBACK would warn in the server's log, and make psycopg drop its
+                # prepared statements once more.
+                if conn.info.transaction_status != TransactionStatus.IDLE:
+                    with contextlib.suppress(Exception):
+                        conn.execute("ROLLBACK")
                 raise
         if not count:
             return None
@@ -570,7 +578,7 @@ def _claimed(taken: list[Any], claims: Sequence[Claim]) -> IntegrityError:
 
 
 _ROWS_PER_INSERT = 50
-#: Pairs looked up per statement (SQLite's default limit is 32,766 variables).
+#: Pairs looked up per statement once a claim was refused (two variables each).
 _CLAIMS_PER_SELECT = 400
 
 
@@ -636,6 +644,7 @@ class SQLiteLogRecorder(SQLiteProcessRecorder):
         # the file whatever directory this process has moved to since.
         self._database = os.path.abspath(datastore.pool.db_name)
         self._claims = f"{log_name}_claims"
+        self._insert_claim = f"INSERT INTO {self._claims} (scope, key) VALUES (?, ?)"
 
     def create_table(self) -> None:
         super().create_table()
@@ -682,7 +691,7 @@ class SQLiteLogRecorder(SQLiteProcessRecorder):
         """Take `claims` under the write lock (BEGIN IMMEDIATE), or raise :class:`Claimed`
         with those taken before or given twice."""
         try:
-            raw.executemany(f"INSERT INTO {self._claims} (scope, key) VALUES (?, ?)", claims)
+            raw.executemany(self._insert_claim, claims)
         except sqlite3.IntegrityError as error:
             raw.rollback()  # the pairs inserted before the failing one are not taken
             taken: list[Any] = []

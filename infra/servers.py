@@ -317,8 +317,8 @@ class PostgresServer:
             self._recycle_wal(conn)
 
     def _recycle_wal(self, conn: psycopg.Connection[Any]) -> None:
-        """Fill and switch away from ``recycled_wal_segments`` segments, then checkpoint:
-        the checkpoint renames them as the next ones (`min_wal_size` keeps them all)."""
+        """Switch through ``recycled_wal_segments`` new segments, then checkpoint: the
+        checkpoint renames them as the next ones (`min_wal_size` keeps them all)."""
         for _ in range(self._recycled_wal_segments):
             # A switch needs a record in the segment; a logical message is one, with no table.
             conn.execute("SELECT pg_logical_emit_message(false, 'carbonx', '')")
@@ -389,9 +389,11 @@ class PostgresServer:
         if not self._durable:
             settings |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
         if self._recycled_wal_segments:
-            # Recycle rather than remove at checkpoints, up to what was asked for.
+            # Recycle rather than remove at checkpoints, up to what was asked for (no
+            # more than max_wal_size is ever recycled).
             size_mb = max(80, _WAL_SEGMENT_MB * (self._recycled_wal_segments + 2))
             settings["min_wal_size"] = f"{size_mb}MB"
+            settings["max_wal_size"] = f"{max(1024, 2 * size_mb)}MB"
         settings |= self._extra_settings
         cmd = [
             str(bindir / "postgres"),

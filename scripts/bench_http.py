@@ -297,7 +297,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         results["sqlite"] = run(f"sqlite:///{tmp}/bench.db", args)
     orders = args.n + args.single + 200  # with the warm-up's
-    segments = 0 if args.fresh_wal else -(-orders * _WAL_PER_ORDER // (16 << 20)) + 2
+    segment = 16 << 20  # bytes: initdb's default, which PostgresServer keeps
+    segments = 0 if args.fresh_wal else -(-orders * _WAL_PER_ORDER // segment) + 2
     # Commits wait for the disk, and the WAL is recycled, as in use.
     with PostgresServer(durable=True, recycled_wal_segments=segments) as server:
         results["postgres"] = run(server.url, args)

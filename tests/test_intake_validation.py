@@ -11,11 +11,14 @@ import hypothesis.strategies as st
 from hypothesis import given, settings
 
 from events import commands as c
+from events import registry as r
 from services.exchange.intake import MAX_PRICE, MAX_QUANTITY, FieldError, all_errors, validate
 
 INSTRUMENTS = frozenset({"HCC-2025"})
 
-texts = st.sampled_from(["", " ", "\t\u3000", "E-1", "c-7", "x" * 64, "x" * 65, " padded "])
+texts = st.sampled_from(
+    ["", " ", "\t\u3000", "E-1", "c-7", "x" * 64, "x" * 65, " padded ", "c\x00", "\x00"]
+)
 ints = st.sampled_from(
     [-1, 0, 1, 6_000, MAX_PRICE, MAX_PRICE + 1, MAX_QUANTITY, MAX_QUANTITY + 1, 10**20]
 )
@@ -60,6 +63,18 @@ def test_a_plain_limit_order_passes_and_near_misses_are_named() -> None:
     ]
     flag_as_price = c.PlaceOrder(**{**_fields(good), "price": True})
     assert validate(flag_as_price, INSTRUMENTS) == [FieldError("price", "must be int")]
+    # PostgreSQL's text cannot hold NUL: the read models could not store the order.
+    nul = c.PlaceOrder(**{**_fields(good), "client_order_id": "c-\x001"})
+    assert validate(nul, INSTRUMENTS) == [
+        FieldError("client_order_id", "must not contain the NUL character")
+    ]
+
+
+def test_no_command_carries_a_nul_character_in_its_text() -> None:
+    # A free-text field as well as an id: any str field of any command.
+    status = r.ChangeEnterpriseStatus(enterprise_id="E-1", action="suspend",
+                                      reason="late\x00 report")  # fmt: skip
+    assert validate(status) == [FieldError("reason", "must not contain the NUL character")]
 
 
 def _fields(order: c.PlaceOrder) -> dict[str, object]:

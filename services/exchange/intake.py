@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from events import commands as c
 from events import registry as r
-from events.base import Event, checker, type_errors
+from events.base import Event, checker, lookup, type_errors
 from events.codec import frame
 from infra.recorders import Appended
 from infra.store import Store
@@ -187,6 +187,8 @@ def _plain_limit_order(cmd: c.PlaceOrder, instruments: Container[str] | None) ->
         and not (cmd.post_only and cmd.time_in_force in ("ioc", "fok"))
         and not coid.isspace()
         and not eid.isspace()
+        and "\x00" not in coid
+        and "\x00" not in eid
         and (instruments is None or cmd.instrument in instruments)
     )
 
@@ -198,13 +200,23 @@ def validate(command: Event, instruments: Container[str] | None = None) -> list[
     return all_errors(command, instruments)
 
 
+def _nul_errors(command: Event) -> list[FieldError]:
+    """A text field holding NUL: PostgreSQL's text cannot store one, so a command that
+    carries it would stop every reader that writes the field to a read model."""
+    return [
+        FieldError(name, "must not contain the NUL character")
+        for name, expected in lookup(command.type_name).field_types
+        if expected is str and "\x00" in getattr(command, name)
+    ]
+
+
 def all_errors(command: Event, instruments: Container[str] | None = None) -> list[FieldError]:
     """:func:`validate` without its fast path for plain limit orders: every check, for
     every command (what the fast path must agree with)."""
     mistyped = type_errors(command)
     if mistyped:
         return [FieldError(name, problem) for name, problem in mistyped]
-    errors: list[FieldError] = []
+    errors = _nul_errors(command)
     if isinstance(command, c.SurrenderCredits):
         problem = period_problem(command.period)
         if problem is not None:

@@ -25,7 +25,7 @@ from typing import Any
 from events.base import Event
 from events.codec import frame
 from events.commands import PlaceOrder
-from infra.recorders import Claimed
+from infra.recorders import Claim, Claimed
 from infra.sqldb import SqlDatabase, array_literal
 from infra.store import PROJECTIONS, Store
 from projections.orders import answered
@@ -152,7 +152,7 @@ class IntakeBatcher:
         return kept
 
 
-def _client_ids(commands: list[Event]) -> list[tuple[str, str]]:
+def _client_ids(commands: list[Event]) -> list[Claim]:
     """The (enterprise, client order id) pairs of the orders among `commands`."""
     return [
         (cmd.enterprise_id, cmd.client_order_id) for cmd in commands if isinstance(cmd, PlaceOrder)
