@@ -102,6 +102,10 @@ class IntakeBatcher:
                         kept.append(item)
                     else:
                         _settle(item[2], exception=ReusedClientOrderId(*reused))
+                if len(kept) == len(batch):  # named none of ours: fail, not loop
+                    for _, _, future in batch:
+                        _settle(future, exception=claimed)
+                    return
                 batch = kept
                 continue
             except Exception as error:  # the store is down: every waiter learns it
