@@ -49,7 +49,7 @@ from psycopg.sql import SQL, Composable, Identifier, Literal
 from events.chain import GENESIS, seal_chain, unseal
 from events.codec import Pending
 from infra.checkpoint import NO_AUTOCHECKPOINT
-from infra.sqldb import array_literal
+from infra.sqldb import pair_arrays
 from infra.writegate import WriteGate
 
 __all__ = [
@@ -399,7 +399,7 @@ class PostgresLogRecorder(PostgresProcessRecorder):
         reader = tracking.application_name if tracking is not None else ""
         with self.datastore.get_connection() as conn:
             read = conn.cursor(row_factory=tuple_row)
-            pairs = _arrays(claims) if claims else None
+            pairs = pair_arrays(claims) if claims else None
             try:
                 try:
                     with conn.pipeline():
@@ -558,14 +558,6 @@ def _not_forward(tracking: Tracking) -> TrackingConflict:
     return TrackingConflict(
         f"tracking for {tracking.application_name!r} must move past the stored "
         f"position; got {tracking.notification_id}"
-    )
-
-
-def _arrays(claims: Sequence[Claim]) -> tuple[str, str]:
-    """`claims` as two PostgreSQL text array literals: scopes, keys."""
-    return (
-        array_literal([scope for scope, _ in claims], quoted=True),
-        array_literal([key for _, key in claims], quoted=True),
     )
 
 

@@ -34,6 +34,7 @@ import psycopg
 from psycopg import sql
 
 __all__ = [
+    "WAL_SEGMENT_MB",
     "PostgresServer",
     "TansuBroker",
     "find_postgres_bindir",
@@ -49,7 +50,7 @@ _DEBIAN_PG_ROOT = Path("/usr/lib/postgresql")
 #: PostgreSQL refuses to run as root, so as root we drop to this OS account.
 _PG_OS_USER = "postgres"
 #: The WAL segment size initdb gives a cluster unless told otherwise (ours are not).
-_WAL_SEGMENT_MB = 16
+WAL_SEGMENT_MB = 16
 #: Environment variables tansu reads as defaults for its flags; scrubbed from its environment.
 _TANSU_ENV_SETTINGS = frozenset(
     {
@@ -391,7 +392,7 @@ class PostgresServer:
         if self._recycled_wal_segments:
             # Recycle rather than remove at checkpoints, up to what was asked for (no
             # more than max_wal_size is ever recycled).
-            size_mb = max(80, _WAL_SEGMENT_MB * (self._recycled_wal_segments + 2))
+            size_mb = max(80, WAL_SEGMENT_MB * (self._recycled_wal_segments + 2))
             settings["min_wal_size"] = f"{size_mb}MB"
             settings["max_wal_size"] = f"{max(1024, 2 * size_mb)}MB"
         settings |= self._extra_settings

@@ -34,6 +34,7 @@ __all__ = [
     "SqlDatabase",
     "WritePlan",
     "array_literal",
+    "pair_arrays",
 ]
 
 #: Values bound per multi-row statement on SQLite (well under its variable limit).
@@ -638,6 +639,15 @@ def array_literal(values: Sequence[Any], quoted: bool) -> str:
             for v in values
         )
         + "}"
+    )
+
+
+def pair_arrays(pairs: Sequence[tuple[str, str]]) -> tuple[str, str]:
+    """Text pairs as two array literals, firsts and seconds: for ``unnest(%s::text[],
+    %s::text[])``, one parameter each however many pairs."""
+    return (
+        array_literal([first for first, _ in pairs], quoted=True),
+        array_literal([second for _, second in pairs], quoted=True),
     )
 
 

@@ -50,7 +50,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from infra.servers import PostgresServer, free_port
+from infra.servers import WAL_SEGMENT_MB, PostgresServer, free_port
 from scripts.processes import ROOT
 
 #: The demo zone's enterprises in the runs: a seller and a buyer, as in the pilot (an
@@ -297,7 +297,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         results["sqlite"] = run(f"sqlite:///{tmp}/bench.db", args)
     orders = args.n + args.single + 200  # with the warm-up's
-    segment = 16 << 20  # bytes: initdb's default, which PostgresServer keeps
+    segment = WAL_SEGMENT_MB << 20
     segments = 0 if args.fresh_wal else -(-orders * _WAL_PER_ORDER // segment) + 2
     # Commits wait for the disk, and the WAL is recycled, as in use.
     with PostgresServer(durable=True, recycled_wal_segments=segments) as server:

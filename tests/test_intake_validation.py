@@ -28,7 +28,7 @@ orders = st.builds(
     c.PlaceOrder,
     client_order_id=st.one_of(texts, texts, anything),
     enterprise_id=st.one_of(texts, texts, anything),
-    instrument=st.sampled_from(["HCC-2025", "OTHER", ""]),
+    instrument=st.sampled_from(["HCC-2025", "OTHER", "", "HCC\x00"]),
     side=st.sampled_from(["buy", "sell", "hold", ""]),
     order_type=st.sampled_from(["limit", "limit", "market", "stop"]),
     quantity=st.one_of(ints, ints, anything),
@@ -67,6 +67,11 @@ def test_a_plain_limit_order_passes_and_near_misses_are_named() -> None:
     nul = c.PlaceOrder(**{**_fields(good), "client_order_id": "c-\x001"})
     assert validate(nul, INSTRUMENTS) == [
         FieldError("client_order_id", "must not contain the NUL character")
+    ]
+    # Without a list of instruments to find it in, the instrument is checked too.
+    nul_symbol = c.PlaceOrder(**{**_fields(good), "instrument": "HCC\x00"})
+    assert validate(nul_symbol, None) == [
+        FieldError("instrument", "must not contain the NUL character")
     ]
 
 

@@ -189,7 +189,7 @@ def _plain_limit_order(cmd: c.PlaceOrder, instruments: Container[str] | None) ->
         and not eid.isspace()
         and "\x00" not in coid
         and "\x00" not in eid
-        and (instruments is None or cmd.instrument in instruments)
+        and ("\x00" not in cmd.instrument if instruments is None else cmd.instrument in instruments)
     )
 
 

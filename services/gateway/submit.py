@@ -26,7 +26,7 @@ from events.base import Event
 from events.codec import frame
 from events.commands import PlaceOrder
 from infra.recorders import Claim, Claimed
-from infra.sqldb import SqlDatabase, array_literal
+from infra.sqldb import SqlDatabase, pair_arrays
 from infra.store import PROJECTIONS, Store
 from projections.orders import answered
 
@@ -184,10 +184,7 @@ def used_client_ids(db: SqlDatabase, wanted: list[tuple[str, str]]) -> set[tuple
                 "SELECT w.eid, w.coid FROM unnest(%s::text[], %s::text[]) AS w(eid, coid) "
                 "CROSS JOIN LATERAL (SELECT 1 FROM rm_orders o WHERE o.enterprise_id = w.eid "
                 "AND o.client_order_id = w.coid OFFSET 0) AS found",
-                (
-                    array_literal([eid for eid, _ in chunk], quoted=True),
-                    array_literal([coid for _, coid in chunk], quoted=True),
-                ),
+                pair_arrays(chunk),
                 replan=True,
             )
         else:
